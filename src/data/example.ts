@@ -1,0 +1,90 @@
+import { z } from "zod";
+import { fail } from "../util/errors.js";
+import { formatFieldPath } from "../tokenizer/config.js";
+
+/** Where an example came from, so later errors (tokenizing, truncation) can point at the line. */
+export interface SourceLine {
+  file: string;
+  /** 1-based; for CSV, the line where the record starts. */
+  line: number;
+}
+
+export type Role = "system" | "user" | "assistant";
+export interface ChatTurn {
+  role: Role;
+  content: string;
+}
+
+export type Example =
+  | { kind: "prompt"; prompt: string; completion: string; source?: SourceLine }
+  | { kind: "chat"; messages: ChatTurn[]; source?: SourceLine }
+  | { kind: "text"; text: string; source?: SourceLine };
+
+export const EXPECTED_SHAPES = 'expected {"prompt","completion"} or {"messages":[{"role","content"},...]} or {"text"}';
+
+function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  return typeof value === "object" ? "an object" : `${typeof value} ${JSON.stringify(value)}`;
+}
+
+// Messages say what was found, since "Invalid input" does not help anyone fix a line.
+const text = (what: string) =>
+  z.string({ error: (iss) => (iss.input === undefined ? "missing" : `expected ${what}, got ${describeValue(iss.input)}`) });
+
+const promptSchema = z.looseObject({
+  prompt: text("a string"),
+  completion: text("a string").min(1, { error: "is empty; expected the text the model should learn to produce" }),
+});
+
+const chatSchema = z.looseObject({
+  messages: z
+    .array(
+      z.looseObject({
+        role: z.enum(["system", "user", "assistant"], {
+          error: (iss) =>
+            iss.input === undefined ? "missing" : `expected "system", "user" or "assistant", got ${describeValue(iss.input)}`,
+        }),
+        content: text("a string"),
+      }, { error: (iss) => `expected {"role","content"}, got ${describeValue(iss.input)}` }),
+      { error: (iss) => `expected a list of {"role","content"}, got ${describeValue(iss.input)}` },
+    )
+    .refine((turns) => turns.some((t) => t.role === "assistant"), {
+      error: 'has no "assistant" turn, so there is nothing to learn',
+    }),
+});
+
+const textSchema = z.looseObject({
+  text: text("a string").min(1, { error: "is empty" }),
+});
+
+/**
+ * Turn one parsed record (a JSONL object or a CSV row) into an Example, or fail naming the line and field.
+ * The shape is chosen by its keys, first match wins: "messages", then "prompt"/"completion", then "text",
+ * so datasets that carry extra columns (an id, a pre-rendered "text") still read as intended.
+ */
+export function parseExample(record: unknown, source: SourceLine): Example {
+  if (typeof record !== "object" || record === null || Array.isArray(record)) {
+    fail("data", `got ${describeValue(record)}; ${EXPECTED_SHAPES}`, source);
+  }
+  if ("messages" in record) {
+    const { messages } = check(chatSchema, record, source);
+    return { kind: "chat", messages: messages.map(({ role, content }) => ({ role, content })), source };
+  }
+  if ("prompt" in record || "completion" in record) {
+    const { prompt, completion } = check(promptSchema, record, source);
+    return { kind: "prompt", prompt, completion, source };
+  }
+  if ("text" in record) {
+    return { kind: "text", text: check(textSchema, record, source).text, source };
+  }
+  const keys = Object.keys(record).map((k) => JSON.stringify(k));
+  fail("data", `found keys ${keys.length > 0 ? keys.join(", ") : "(none)"}; ${EXPECTED_SHAPES}`, source);
+}
+
+function check<T>(schema: z.ZodType<T>, record: object, source: SourceLine): T {
+  const result = schema.safeParse(record);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  fail("data", `${issue.message}; ${EXPECTED_SHAPES}`, { ...source, field: formatFieldPath(issue.path) });
+}

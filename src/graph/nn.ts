@@ -1,0 +1,109 @@
+/**
+ * Neural-network building blocks composed from primitive ops, so their gradients come for free:
+ * activations, norms, projections, rotary embeddings, masked attention and cross-entropy.
+ */
+import { type Value, shapeError, formatShape } from "./ir.js";
+import * as o from "./ops.js";
+
+/** The most negative float32: masked attention scores, as HF's eager attention uses (finite, so no NaN). */
+export const MASKED_SCORE = -3.4028234663852886e38;
+
+/** GELU, exact: x·Φ(x) = ½x(1 + erf(x/√2)). */
+export function gelu(x: Value): Value {
+  return o.mul(o.mul(x, 0.5), o.add(o.erf(o.mul(x, Math.SQRT1_2)), 1));
+}
+
+/** GELU, tanh approximation (GPT-2's "gelu_new"): ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
+export function geluTanh(x: Value): Value {
+  const inner = o.mul(o.add(x, o.mul(o.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+  return o.mul(o.mul(x, 0.5), o.add(o.tanh(inner), 1));
+}
+
+/** SiLU / swish: x·σ(x). */
+export function silu(x: Value): Value {
+  return o.mul(x, o.sigmoid(x));
+}
+
+export function relu(x: Value): Value {
+  // where, not max: the gradient at 0 goes entirely to one side.
+  return o.where(o.greater(x, 0), x, 0);
+}
+
+/** RMSNorm (Zhang & Sennrich 2019): x / √(mean(x²) + ε) · w, over the last axis. */
+export function rmsNorm(x: Value, weight: Value, epsilon: number): Value {
+  const ms = o.reduceMean(o.mul(x, x), [-1], true);
+  return o.mul(o.mul(x, o.reciprocal(o.sqrt(o.add(ms, epsilon)))), weight);
+}
+
+/**
+ * A projection x [..., in] → [..., out] using the weight as stored: `layout` "in_out" for GPT-2's
+ * Conv1D [in, out], "out_in" for nn.Linear [out, in] (transposed inside Gemm, never copied).
+ */
+export function linear(x: Value, weight: Value, bias: Value | undefined, layout: "in_out" | "out_in"): Value {
+  const inDim = x.shape[x.shape.length - 1];
+  if (typeof inDim !== "number") shapeError("linear", `input's last dim must be static, got ${formatShape(x.shape)}`);
+  const x2 = x.shape.length === 2 ? x : o.reshape(x, [-1, inDim]);
+  let y: Value = o.gemm(x2, weight, { transB: layout === "out_in" });
+  if (bias !== undefined) y = o.add(y, bias);
+  return x.shape.length === 2 ? y : o.unflatten(y, x);
+}
+
+/**
+ * Rotary position embedding (Su et al. 2021), HF's rotate_half convention: x·cos + rotate_half(x)·sin,
+ * with angles pos·invFreq repeated over both halves. x [B, H, T, hd], positions [B, T] int64.
+ */
+export function rotary(x: Value, cos: Value, sin: Value): Value {
+  const hd = x.shape[x.shape.length - 1] as number;
+  const x1 = o.slice(x, -1, 0, hd / 2);
+  const x2 = o.slice(x, -1, hd / 2, hd);
+  const rotated = o.concat([o.neg(x2), x1], -1);
+  return o.add(o.mul(x, cos), o.mul(rotated, sin));
+}
+
+/** cos and sin tables [B, 1, T, hd] for rotary embeddings at the given positions [B, T]. */
+export function rotaryTables(positions: Value, invFreq: Float32Array): { cos: Value; sin: Value } {
+  const pos = o.unsqueeze(o.cast(positions, "float32"), [-1]); // [B, T, 1]
+  const freqs = o.mul(pos, o.constant(invFreq, [invFreq.length])); // [B, T, hd/2]
+  const angles = o.unsqueeze(o.concat([freqs, freqs], -1), [1]); // [B, 1, T, hd]
+  return { cos: o.cos(angles), sin: o.sin(angles) };
+}
+
+/**
+ * Scaled dot-product attention with a boolean mask. q [B, H, Tq, hd]; k, v [B, Hkv, Tk, hd] where
+ * H is a multiple of Hkv (grouped-query attention: query head h reads kv head ⌊h / (H/Hkv)⌋);
+ * allowed [B, 1, Tq, Tk] (causal and padding). Fully masked rows get uniform weights, as in HF, not NaN.
+ */
+export function attention(q: Value, k: Value, v: Value, allowed: Value, scale: number): Value {
+  const heads = q.shape[1] as number;
+  const kvHeads = k.shape[1] as number;
+  const hd = q.shape[3] as number;
+  if (heads % kvHeads !== 0) shapeError("attention", `query heads ${heads} are not a multiple of kv heads ${kvHeads}`);
+  const groups = heads / kvHeads;
+  if (groups === 1) {
+    const scores = o.mul(o.matmul(q, o.transpose(k, [0, 1, 3, 2])), scale); // [B, H, Tq, Tk]
+    const probs = o.softmax(o.where(allowed, scores, MASKED_SCORE), -1);
+    return o.matmul(probs, v); // [B, H, Tq, hd]
+  }
+  // Group the query heads by the kv head they share and let matmul broadcast k and v over them.
+  const qg = o.reshape(q, [0, kvHeads, groups, -1, hd]); // [B, Hkv, G, Tq, hd]
+  const kT = o.unsqueeze(o.transpose(k, [0, 1, 3, 2]), [2]); // [B, Hkv, 1, hd, Tk]
+  const scores = o.mul(o.matmul(qg, kT), scale); // [B, Hkv, G, Tq, Tk]
+  const probs = o.softmax(o.where(o.unsqueeze(allowed, [1]), scores, MASKED_SCORE), -1);
+  const out = o.matmul(probs, o.unsqueeze(v, [2])); // [B, Hkv, G, Tq, hd]
+  return o.reshape(out, [0, heads, -1, hd]);
+}
+
+/**
+ * Mean cross-entropy of logits [N, V] against targets [N] (int64), skipping targets equal to
+ * `ignoreIndex`; the mean is over counted targets (0 when none are counted).
+ */
+export function crossEntropy(logits: Value, targets: Value, ignoreIndex = -100): Value {
+  const logp = o.logSoftmax(logits, -1);
+  const ignored = o.equal(targets, o.scalar(ignoreIndex, targets.dtype));
+  const safe = o.where(ignored, o.scalar(0, targets.dtype), targets);
+  const picked = o.squeeze(o.gatherElements(logp, o.unsqueeze(safe, [1]), 1), [1]); // [N]
+  const counted = o.cast(o.not(ignored), logits.dtype);
+  const total = o.reduceSum(o.mul(picked, counted), [0]);
+  const count = o.reduceSum(counted, [0]);
+  return o.neg(o.div(total, o.where(o.greater(count, 0), count, 1)));
+}

@@ -1,0 +1,213 @@
+/**
+ * ONNX export: the second table over the op set, mapping each primitive to ONNX nodes (opset 18).
+ * Graph inputs (tokens, prompts, frozen weights) stay inputs, so one copy of the weights in memory
+ * feeds every program built over them; only small constants become initializers.
+ */
+import protobuf from "protobufjs";
+import { fail } from "../util/errors.js";
+import { type AnyTypedArray, type DType, type OpKind, type Shape, type Value, topoSort } from "./ir.js";
+import { ONNX_PROTO } from "./onnx-proto.js";
+import { arrayOf } from "./ops.js";
+
+export const OPSET = 18;
+
+const ModelProto = protobuf.parse(ONNX_PROTO).root.lookupType("onnx.ModelProto");
+
+const ONNX_DTYPE: Record<DType, number> = { float32: 1, int32: 6, int64: 7, bool: 9, float64: 11 };
+const INT64_MAX = 9223372036854775807n;
+enum Attr {
+  FLOAT = 1,
+  INT = 2,
+  TENSOR = 4,
+  INTS = 7,
+}
+
+interface NodeProto {
+  opType: string;
+  input: string[];
+  output: string[];
+  attribute?: object[];
+}
+interface TensorProto {
+  name: string;
+  dims: number[];
+  dataType: number;
+  rawData: Uint8Array;
+}
+
+export interface IoSpec {
+  name: string;
+  dtype: DType;
+  shape: Shape;
+}
+
+export interface OnnxModel {
+  bytes: Uint8Array;
+  inputs: IoSpec[];
+  outputs: IoSpec[];
+}
+
+/** Emits the nodes of one graph; `emit` rules call its helpers. */
+class Emitter {
+  readonly nodes: NodeProto[] = [];
+  readonly initializers: TensorProto[] = [];
+  private counter = 0;
+
+  fresh(hint: string): string {
+    return `${hint}_${this.counter++}`;
+  }
+
+  node(opType: string, input: string[], output: string[], attribute: object[] = []): void {
+    this.nodes.push({ opType, input, output, attribute });
+  }
+
+  /** A small constant initializer, returning its name. */
+  tensor(data: AnyTypedArray, dims: number[], dtype: DType): string {
+    const name = this.fresh("const");
+    this.initializers.push({ name, dims, dataType: ONNX_DTYPE[dtype], rawData: bytesOf(data) });
+    return name;
+  }
+
+  ints(values: (number | bigint)[]): string {
+    return this.tensor(BigInt64Array.from(values.map((v) => (typeof v === "bigint" ? v : BigInt(v)))), [values.length], "int64");
+  }
+
+  shapeOf(x: string): string {
+    const out = this.fresh("shape");
+    this.node("Shape", [x], [out]);
+    return out;
+  }
+}
+
+const int = (name: string, i: number) => ({ name, type: Attr.INT, i });
+const ints = (name: string, v: number[]) => ({ name, type: Attr.INTS, ints: v });
+
+type EmitRule<K extends OpKind> = (e: Emitter, y: Value<K>, ins: string[], out: string) => void;
+const simple =
+  (opType: string): EmitRule<OpKind> =>
+  (e, _y, ins, out) =>
+    e.node(opType, ins, [out]);
+
+const emitRules: { [K in OpKind]: EmitRule<K> } = {
+  input: () => undefined,
+  constant: (e, y, _ins, out) => {
+    e.initializers.push({ name: out, dims: y.shape as number[], dataType: ONNX_DTYPE[y.dtype], rawData: bytesOf(y.attrs.data) });
+  },
+  add: simple("Add"),
+  sub: simple("Sub"),
+  mul: simple("Mul"),
+  div: simple("Div"),
+  pow: (e, y, [x], out) => e.node("Pow", [x, e.tensor(arrayOf(y.dtype, [y.attrs.exponent]), [], y.dtype)], [out]),
+  neg: simple("Neg"),
+  sqrt: simple("Sqrt"),
+  reciprocal: simple("Reciprocal"),
+  exp: simple("Exp"),
+  log: simple("Log"),
+  tanh: simple("Tanh"),
+  erf: simple("Erf"),
+  sigmoid: simple("Sigmoid"),
+  sin: simple("Sin"),
+  cos: simple("Cos"),
+  equal: simple("Equal"),
+  less: simple("Less"),
+  greater: simple("Greater"),
+  and: simple("And"),
+  not: simple("Not"),
+  where: simple("Where"),
+  cast: (e, y, ins, out) => e.node("Cast", ins, [out], [int("to", ONNX_DTYPE[y.attrs.to])]),
+  matmul: simple("MatMul"),
+  gemm: (e, y, ins, out) => e.node("Gemm", ins, [out], [int("transA", +y.attrs.transA), int("transB", +y.attrs.transB)]),
+  reduceSum: (e, y, [x], out) => e.node("ReduceSum", [x, e.ints(y.attrs.axes)], [out], [int("keepdims", +y.attrs.keepdims)]),
+  reduceMean: (e, y, [x], out) => e.node("ReduceMean", [x, e.ints(y.attrs.axes)], [out], [int("keepdims", +y.attrs.keepdims)]),
+  reduceMax: (e, y, [x], out) => e.node("ReduceMax", [x, e.ints(y.attrs.axes)], [out], [int("keepdims", +y.attrs.keepdims)]),
+  softmax: (e, y, ins, out) => e.node("Softmax", ins, [out], [int("axis", y.attrs.axis)]),
+  logSoftmax: (e, y, ins, out) => e.node("LogSoftmax", ins, [out], [int("axis", y.attrs.axis)]),
+  layerNorm: (e, y, ins, out) =>
+    e.node("LayerNormalization", ins, [out], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
+  reshape: (e, y, [x], out) => e.node("Reshape", [x, e.ints(y.attrs.shape)], [out]),
+  reshapeLike: (e, _y, [x, like], out) => e.node("Reshape", [x, e.shapeOf(like)], [out]),
+  unflatten: (e, y, [x, like], out) => {
+    const lead = e.fresh("lead");
+    e.node("Slice", [e.shapeOf(like), e.ints([0]), e.ints([-1]), e.ints([0])], [lead]);
+    const shape = e.fresh("shape");
+    e.node("Concat", [lead, e.ints([y.attrs.last])], [shape], [int("axis", 0)]);
+    e.node("Reshape", [x, shape], [out]);
+  },
+  transpose: (e, y, ins, out) => e.node("Transpose", ins, [out], [ints("perm", y.attrs.perm)]),
+  unsqueeze: (e, y, [x], out) => e.node("Unsqueeze", [x, e.ints(y.attrs.axes)], [out]),
+  squeeze: (e, y, [x], out) => e.node("Squeeze", [x, e.ints(y.attrs.axes)], [out]),
+  expand: (e, y, [x], out) => e.node("Expand", [x, e.ints(y.attrs.shape)], [out]),
+  expandLike: (e, _y, [x, like], out) => e.node("Expand", [x, e.shapeOf(like)], [out]),
+  slice: (e, y, [x], out) => {
+    const end = y.attrs.end >= Number.MAX_SAFE_INTEGER ? INT64_MAX : y.attrs.end;
+    e.node("Slice", [x, e.ints([y.attrs.start]), e.ints([end]), e.ints([y.attrs.axis])], [out]);
+  },
+  pad: (e, y, [x], out) => {
+    const zero = e.tensor(arrayOf(y.dtype, [0]), [], y.dtype);
+    e.node("Pad", [x, e.ints([y.attrs.before, y.attrs.after]), zero, e.ints([y.attrs.axis])], [out]);
+  },
+  concat: (e, y, ins, out) => e.node("Concat", ins, [out], [int("axis", y.attrs.axis)]),
+  gather: (e, y, ins, out) => e.node("Gather", ins, [out], [int("axis", y.attrs.axis)]),
+  scatterAddRows: (e, y, [data, idx, upd], out) => {
+    const zeros = e.fresh("zeros");
+    const zero = { name: "value", type: Attr.TENSOR, t: { dims: [1], dataType: ONNX_DTYPE[y.dtype], rawData: bytesOf(arrayOf(y.dtype, [0])) } };
+    e.node("ConstantOfShape", [e.shapeOf(data)], [zeros], [zero]);
+    const idx64 = e.fresh("idx64");
+    e.node("Cast", [idx], [idx64], [int("to", ONNX_DTYPE.int64)]);
+    const idxNd = e.fresh("idxNd");
+    e.node("Unsqueeze", [idx64, e.ints([-1])], [idxNd]);
+    e.node("ScatterND", [zeros, idxNd, upd], [out], [{ name: "reduction", type: 3, s: new TextEncoder().encode("add") }]);
+  },
+  gatherElements: (e, y, ins, out) => e.node("GatherElements", ins, [out], [int("axis", y.attrs.axis)]),
+  scatterElementsAdd: (e, y, ins, out) =>
+    e.node("ScatterElements", ins, [out], [int("axis", y.attrs.axis), { name: "reduction", type: 3, s: new TextEncoder().encode("add") }]),
+};
+
+/** Serialise the graph computing `outputs` (keyed by output name) to an ONNX ModelProto. */
+export function toOnnx(outputs: Record<string, Value>, graphName = "softprompt"): OnnxModel {
+  const e = new Emitter();
+  const order = topoSort(Object.values(outputs));
+  const names = new Map<number, string>();
+  const inputs: IoSpec[] = [];
+  const inputNames = new Set<string>();
+  for (const v of order) {
+    if (v.op === "input") {
+      const name = (v as Value<"input">).attrs.name;
+      if (inputNames.has(name)) fail("shape", `two different graph inputs are both named "${name}"`, { op: "input" });
+      inputNames.add(name);
+      names.set(v.id, name);
+      inputs.push({ name, dtype: v.dtype, shape: v.shape });
+      continue;
+    }
+    const out = `${v.op}_${v.id}`;
+    names.set(v.id, out);
+    const rule = emitRules[v.op] as EmitRule<typeof v.op>;
+    rule(e, v as never, v.inputs.map((i) => names.get(i.id)!), out);
+  }
+  const outputSpecs: IoSpec[] = [];
+  for (const [name, v] of Object.entries(outputs)) {
+    if (inputNames.has(name)) fail("shape", `output "${name}" has the name of an input`, { op: "output" });
+    e.node("Identity", [names.get(v.id)!], [name]);
+    outputSpecs.push({ name, dtype: v.dtype, shape: v.shape });
+  }
+  const graph = {
+    name: graphName,
+    node: e.nodes,
+    initializer: e.initializers,
+    input: inputs.map(valueInfo),
+    output: outputSpecs.map(valueInfo),
+  };
+  const model = { irVersion: 8, opsetImport: [{ domain: "", version: OPSET }], producerName: "softprompt", graph };
+  const bytes = ModelProto.encode(ModelProto.fromObject(model)).finish();
+  return { bytes, inputs, outputs: outputSpecs };
+}
+
+function valueInfo({ name, dtype, shape }: IoSpec): object {
+  // Derived symbolic dims ("5+seq") are left unnamed: ONNX Runtime infers them.
+  const dim = shape.map((d) => (typeof d === "number" ? { dimValue: d } : /^[A-Za-z_]\w*$/.test(d) ? { dimParam: d } : {}));
+  return { name, type: { tensorType: { elemType: ONNX_DTYPE[dtype], shape: { dim } } } };
+}
+
+function bytesOf(data: AnyTypedArray): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
