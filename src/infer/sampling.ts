@@ -22,14 +22,20 @@ export interface SamplingOptions {
  * HF RepetitionPenaltyLogitsProcessor (Keskar et al. 2019, CTRL): for every id already seen, once however
  * often it occurs, a positive logit is divided by `penalty` and a negative one multiplied by it.
  */
-export function applyRepetitionPenalty(logits: Float32Array, previousIds: Iterable<number>, penalty: number): Float32Array {
+export function applyRepetitionPenalty(
+  logits: Float32Array,
+  previousIds: Iterable<number>,
+  penalty: number,
+): Float32Array {
   if (!(penalty > 0 && Number.isFinite(penalty))) {
     fail("usage", `repetition penalty must be a finite number > 0, got ${penalty}`, { field: "repetitionPenalty" });
   }
   const out = logits.slice();
   for (const id of new Set(previousIds)) {
     if (!Number.isInteger(id) || id < 0 || id >= logits.length) {
-      fail("usage", `token id ${id} is outside the vocabulary (size ${logits.length})`, { op: "applyRepetitionPenalty" });
+      fail("usage", `token id ${id} is outside the vocabulary (size ${logits.length})`, {
+        op: "applyRepetitionPenalty",
+      });
     }
     const score = logits[id];
     out[id] = score < 0 ? score * penalty : score / penalty;
@@ -70,7 +76,9 @@ export function sampleToken(logits: Float32Array, options: SamplingOptions = {})
   if (topK !== undefined && !(Number.isInteger(topK) && topK >= 0)) {
     fail("usage", `topK must be an integer >= 0, got ${topK}`, { field: "topK" });
   }
-  if (topP !== undefined && !(topP > 0 && topP <= 1)) fail("usage", `topP must be in (0, 1], got ${topP}`, { field: "topP" });
+  if (topP !== undefined && !(topP > 0 && topP <= 1)) {
+    fail("usage", `topP must be in (0, 1], got ${topP}`, { field: "topP" });
+  }
   if (temperature === undefined || temperature === 0) return greedy(logits);
   if (rng === undefined) fail("usage", "sampling with temperature > 0 needs an rng", { field: "rng" });
 

@@ -52,7 +52,7 @@ export interface Tokenizer {
    * Ids that end a generation. The first is the tokenizer's own `eos_token` (the one appended to
    * training examples); the rest come from generation_config.json (e.g. chat models that stop on several).
    */
-  readonly eosTokenIds: readonly number[];
+  readonly eosTokenIds: number[];
   /**
    * Padding id. When the model defines none we fall back to the first EOS id, as generation commonly
    * does; padded positions are masked, so the choice never reaches the loss.
@@ -163,7 +163,7 @@ function constructJsTokenizer(json: unknown, config: TokenizerConfig, file: stri
 class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId?: number;
-  readonly eosTokenIds: readonly number[];
+  readonly eosTokenIds: number[];
   readonly padTokenId?: number;
   readonly specialPrefixIds: readonly number[];
   readonly specialSuffixIds: readonly number[];

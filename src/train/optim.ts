@@ -140,7 +140,8 @@ interface AdafactorMoments {
  * Adafactor (Shazeer & Stern 2018) as HF transformers' `Adafactor` with scale_parameter=False,
  * relative_step=False, warmup_init=False, so the step size is the `lr` given:
  *   β2ₜ = 1 − t^decayRate
- *   factored (shape [..., R, C]):  r ← β2ₜ·r + (1 − β2ₜ)·mean_cols(g² + eps),  c ← β2ₜ·c + (1 − β2ₜ)·mean_rows(g² + eps)
+ *   factored (shape [..., R, C]):  r ← β2ₜ·r + (1 − β2ₜ)·mean_cols(g² + eps)
+ *                                  c ← β2ₜ·c + (1 − β2ₜ)·mean_rows(g² + eps)
  *                                  u = g / √(r ⊗ c / mean(r))
  *   otherwise:                     v ← β2ₜ·v + (1 − β2ₜ)·(g² + eps),  u = g / √v
  *   u ← lr · u / max(1, RMS(u) / clipThreshold)
@@ -165,7 +166,9 @@ export class Adafactor implements Optimizer {
     this.weightDecay = options.weightDecay ?? 0;
     if (this.beta1 !== undefined) checkUnitInterval(this.beta1, "beta1");
     // t^decayRate must fall from 1 towards 0 so that β2ₜ rises from 0 towards 1.
-    if (!(this.decayRate < 0)) fail("usage", `decayRate must be negative, got ${this.decayRate}`, { field: "decayRate" });
+    if (!(this.decayRate < 0)) {
+      fail("usage", `decayRate must be negative, got ${this.decayRate}`, { field: "decayRate" });
+    }
     checkNonNegative(this.eps, "eps");
     if (!(this.clipThreshold > 0)) {
       fail("usage", `clipThreshold must be positive, got ${this.clipThreshold}`, { field: "clipThreshold" });
@@ -179,7 +182,10 @@ export class Adafactor implements Optimizer {
       const [batches, rows, cols] = this.factoring(name, p.length);
       let m = this.moments.get(name);
       if (m === undefined) {
-        m = rows === 0 ? { step: 0, full: new Float32Array(p.length) } : { step: 0, row: new Float32Array(batches * rows), col: new Float32Array(batches * cols) };
+        m =
+          rows === 0
+            ? { step: 0, full: new Float32Array(p.length) }
+            : { step: 0, row: new Float32Array(batches * rows), col: new Float32Array(batches * cols) };
         if (this.beta1 !== undefined) m.expAvg = new Float32Array(p.length);
         this.moments.set(name, m);
       }
@@ -220,7 +226,9 @@ export class Adafactor implements Optimizer {
     if (shape === undefined) fail("usage", "Adafactor was given no shape for this parameter", { tensor: name });
     const size = shape.reduce((a, b) => a * b, 1);
     if (size !== length) {
-      fail("shape", `shape [${shape.join(", ")}] has ${size} elements but the parameter has ${length}`, { tensor: name });
+      fail("shape", `shape [${shape.join(", ")}] has ${size} elements but the parameter has ${length}`, {
+        tensor: name,
+      });
     }
     if (shape.length < 2 || length === 0) return [1, 0, 0];
     const rows = shape[shape.length - 2];
@@ -299,7 +307,9 @@ function* pairs(
   grads: Map<string, Float32Array>,
 ): Generator<[string, Float32Array, Float32Array]> {
   for (const name of grads.keys()) {
-    if (!params.has(name)) fail("usage", "there is a gradient for a parameter the optimiser was not given", { tensor: name });
+    if (!params.has(name)) {
+      fail("usage", "there is a gradient for a parameter the optimiser was not given", { tensor: name });
+    }
   }
   for (const [name, p] of params) {
     const g = grads.get(name);
@@ -314,9 +324,8 @@ function* pairs(
 /** A moment buffer from state, checked against the size this parameter needs (a loaded state may not fit). */
 function momentOf(buffer: Float32Array | undefined, length: number, name: string, key: string): Float32Array {
   if (buffer === undefined || buffer.length !== length) {
-    fail("shape", `optimiser state "${key}" does not fit this parameter (saved for another shape or optimiser setting?)`, {
-      tensor: name,
-    });
+    const hint = "saved for another shape or optimiser setting?";
+    fail("shape", `optimiser state "${key}" does not fit this parameter (${hint})`, { tensor: name });
   }
   return buffer;
 }
@@ -328,11 +337,15 @@ function savedParams(state: unknown, kind: OptimizerState["kind"]): [string, Rec
     fail("file", "optimiser state must be an object with `kind` and `params`", { field: "optimizer" });
   }
   if (s.kind !== kind) {
-    fail("config", `optimiser state is for "${String(s.kind)}" but the optimiser is "${kind}"`, { field: "optimizer.kind" });
+    fail("config", `optimiser state is for "${String(s.kind)}" but the optimiser is "${kind}"`, {
+      field: "optimizer.kind",
+    });
   }
   const entries = Object.entries(s.params as Record<string, unknown>);
   for (const [name, entry] of entries) {
-    if (typeof entry !== "object" || entry === null) fail("file", "optimiser state entry must be an object", { tensor: name });
+    if (typeof entry !== "object" || entry === null) {
+      fail("file", "optimiser state entry must be an object", { tensor: name });
+    }
   }
   return entries as [string, Record<string, unknown>][];
 }
@@ -356,7 +369,9 @@ function decodeFloat32(text: unknown, field: string): Float32Array {
     fail("file", "optimiser state tensor must be a base64 string", { field });
   }
   const bytes = Buffer.from(text, "base64");
-  if (bytes.length % 4 !== 0) fail("file", `optimiser state tensor has ${bytes.length} bytes, not a multiple of 4`, { field });
+  if (bytes.length % 4 !== 0) {
+    fail("file", `optimiser state tensor has ${bytes.length} bytes, not a multiple of 4`, { field });
+  }
   return Float32Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readFloatLE(i * 4));
 }
 
@@ -365,5 +380,7 @@ function checkUnitInterval(value: number, field: string): void {
 }
 
 function checkNonNegative(value: number, field: string): void {
-  if (!(value >= 0 && Number.isFinite(value))) fail("usage", `${field} must be a finite number >= 0, got ${value}`, { field });
+  if (!(value >= 0 && Number.isFinite(value))) {
+    fail("usage", `${field} must be a finite number >= 0, got ${value}`, { field });
+  }
 }

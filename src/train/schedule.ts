@@ -30,13 +30,17 @@ export interface ScheduleOptions {
 export function learningRate(step: number, options: ScheduleOptions): number {
   const { lr, warmupSteps, totalSteps, decay } = options;
   const minLr = options.minLr ?? 0;
-  if (!DECAYS.includes(decay)) fail("usage", `decay must be one of ${DECAYS.join(", ")}, got ${String(decay)}`, { field: "decay" });
+  if (!DECAYS.includes(decay)) {
+    fail("usage", `decay must be one of ${DECAYS.join(", ")}, got ${String(decay)}`, { field: "decay" });
+  }
   if (!(Number.isFinite(lr) && lr >= 0)) fail("usage", `lr must be a finite number >= 0, got ${lr}`, { field: "lr" });
   if (!(Number.isInteger(totalSteps) && totalSteps >= 1)) {
     fail("usage", `totalSteps must be an integer >= 1, got ${totalSteps}`, { field: "totalSteps" });
   }
   if (!(Number.isInteger(warmupSteps) && warmupSteps >= 0 && warmupSteps <= totalSteps)) {
-    fail("usage", `warmupSteps must be an integer in 0..totalSteps (${totalSteps}), got ${warmupSteps}`, { field: "warmupSteps" });
+    fail("usage", `warmupSteps must be an integer in 0..totalSteps (${totalSteps}), got ${warmupSteps}`, {
+      field: "warmupSteps",
+    });
   }
   if (!(minLr >= 0 && minLr <= lr)) fail("usage", `minLr must be in [0, lr], got ${minLr}`, { field: "minLr" });
   // Past totalSteps HF's cosine would climb again; no update should ever ask for it.

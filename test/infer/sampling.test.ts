@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { applyRepetitionPenalty, greedy, sampleToken, softmax, type SamplingOptions } from "../../src/infer/sampling.js";
+import {
+  applyRepetitionPenalty,
+  greedy,
+  sampleToken,
+  softmax,
+  type SamplingOptions,
+} from "../../src/infer/sampling.js";
 import { Rng } from "../../src/util/rng.js";
 
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
@@ -50,9 +56,13 @@ describe("applyRepetitionPenalty (HF RepetitionPenaltyLogitsProcessor)", () => {
 
   it("rejects a penalty that is not positive and ids outside the vocabulary", () => {
     for (const bad of [0, -1, NaN]) {
-      expect(() => applyRepetitionPenalty(Float32Array.of(1), [0], bad)).toThrow(expect.objectContaining({ code: "usage" }));
+      expect(() => applyRepetitionPenalty(Float32Array.of(1), [0], bad)).toThrow(
+        expect.objectContaining({ code: "usage" }),
+      );
     }
-    expect(() => applyRepetitionPenalty(Float32Array.of(1), [1], 1.2)).toThrow(expect.objectContaining({ code: "usage" }));
+    expect(() => applyRepetitionPenalty(Float32Array.of(1), [1], 1.2)).toThrow(
+      expect.objectContaining({ code: "usage" }),
+    );
   });
 });
 
@@ -93,6 +103,11 @@ describe("sampleToken", () => {
     expectFrequencies(frequencies(logits, { temperature: 1, topP: 0.7 }), [0.625, 0.375, 0]);
     expectFrequencies(frequencies(logits, { temperature: 1, topP: 0.4 }), [1, 0, 0]);
     expectFrequencies(frequencies(logits, { temperature: 1, topP: 1 }), probs);
+  });
+
+  it("top-p stops as soon as the kept probability reaches p exactly (HF removes cumulative ≤ 1 − p)", () => {
+    // Four equal logits: exact probabilities 0.25 each; two tokens reach p = 0.5. Ties go to the lower id.
+    expectFrequencies(frequencies(new Float32Array(4), { temperature: 1, topP: 0.5 }), [0.5, 0.5, 0, 0]);
   });
 
   it("applies temperature before top-p, as HF does", () => {

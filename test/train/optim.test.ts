@@ -114,7 +114,14 @@ describe("Adafactor (HF transformers semantics, no parameter scaling, no relativ
     //   V̂ = r ⊗ c / mean(r) = [[5/7, 4/7, 5/7], [30/7, 24/7, 30/7]]
     //   u = g / √V̂ = [[√(7/5), 0, √(7/5)], [2√(7/30), 2√(7/24), 2√(7/30)]]
     //   u² = [[1.4, 0, 1.4], [14/15, 7/6, 14/15]], mean 35/36 < 1: no clipping.
-    const u1 = [Math.sqrt(7 / 5), 0, Math.sqrt(7 / 5), 2 * Math.sqrt(7 / 30), 2 * Math.sqrt(7 / 24), 2 * Math.sqrt(7 / 30)];
+    const u1 = [
+      Math.sqrt(7 / 5),
+      0,
+      Math.sqrt(7 / 5),
+      2 * Math.sqrt(7 / 30),
+      2 * Math.sqrt(7 / 24),
+      2 * Math.sqrt(7 / 30),
+    ];
     opt.step(params, one("p", [1, 0, 1, 2, 2, 2]), 0.1);
     expectClose(params.get("p")!, u1.map((x) => -0.1 * x));
 
@@ -242,7 +249,8 @@ describe("optimisation smoke test: minimise a quadratic", () => {
     const params = one("w", [0, 0, 0, 0, 0, 0]);
     const start = loss(params.get("w")!);
     for (let s = 0; s < 500; s++) {
-      opt.step(params, grad(params.get("w")!), learningRate(s, { lr: 0.05, warmupSteps: 0, totalSteps: 500, decay: "linear" }));
+      const lr = learningRate(s, { lr: 0.05, warmupSteps: 0, totalSteps: 500, decay: "linear" });
+      opt.step(params, grad(params.get("w")!), lr);
     }
     expect(loss(params.get("w")!)).toBeLessThan(start * 1e-4);
   });
@@ -252,7 +260,8 @@ describe("optimisation smoke test: minimise a quadratic", () => {
     const params = one("w", [0, 0, 0, 0, 0, 0]);
     const start = loss(params.get("w")!);
     for (let s = 0; s < 500; s++) {
-      opt.step(params, grad(params.get("w")!), learningRate(s, { lr: 0.3, warmupSteps: 0, totalSteps: 500, decay: "linear" }));
+      const lr = learningRate(s, { lr: 0.3, warmupSteps: 0, totalSteps: 500, decay: "linear" });
+      opt.step(params, grad(params.get("w")!), lr);
     }
     expect(loss(params.get("w")!)).toBeLessThan(start * 1e-4);
   });

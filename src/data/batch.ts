@@ -1,0 +1,63 @@
+import { fail } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
+import { IGNORE_INDEX, type TokenizedExample } from "./tokenize.js";
+
+export interface BatchOptions {
+  batchSize: number;
+  padTokenId: number;
+  /** "right" for training; "left" for generation, so every row's last token is real. */
+  padSide: "left" | "right";
+  /** Shuffle the examples before grouping them. Default false. */
+  shuffle?: boolean;
+  /** Seed for the shuffle (default 0); ignored when `rng` is given. */
+  seed?: number;
+  /** Shuffle with this generator instead, so a trainer can draw a new order each epoch and checkpoint its state. */
+  rng?: Rng;
+}
+
+/** Row-major [batchSize, seqLen] tensors, ready to feed as int32 (cast to int64 where a model wants it). */
+export interface Batch {
+  inputIds: Int32Array;
+  /** 1 for a real token, 0 for padding. */
+  attentionMask: Int32Array;
+  /** -100 on padding and wherever nothing is learned. */
+  labels: Int32Array;
+  batchSize: number;
+  seqLen: number;
+}
+
+/** Group examples into batches, each padded to its own longest row. The last batch may be smaller. */
+export function makeBatches(items: readonly TokenizedExample[], options: BatchOptions): Batch[] {
+  const { batchSize, padTokenId, padSide } = options;
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    fail("usage", `batchSize must be a positive integer, got ${batchSize}`, { field: "batchSize" });
+  }
+  if (!Number.isInteger(padTokenId)) fail("usage", `padTokenId must be an integer, got ${padTokenId}`, { field: "padTokenId" });
+  items.forEach((item, i) => {
+    if (item.labels.length !== item.inputIds.length) {
+      fail("usage", `item ${i} has ${item.inputIds.length} input ids but ${item.labels.length} labels; expected equal lengths`);
+    }
+  });
+
+  const order = options.shuffle ? (options.rng ?? new Rng(options.seed ?? 0)).shuffle([...items]) : items;
+  const batches: Batch[] = [];
+  for (let first = 0; first < order.length; first += batchSize) {
+    batches.push(padBatch(order.slice(first, first + batchSize), padTokenId, padSide));
+  }
+  return batches;
+}
+
+function padBatch(rows: readonly TokenizedExample[], padTokenId: number, padSide: "left" | "right"): Batch {
+  const seqLen = Math.max(...rows.map((r) => r.inputIds.length));
+  const size = rows.length * seqLen;
+  const inputIds = new Int32Array(size).fill(padTokenId);
+  const attentionMask = new Int32Array(size); // zeros: padding
+  const labels = new Int32Array(size).fill(IGNORE_INDEX);
+  rows.forEach((row, r) => {
+    const offset = r * seqLen + (padSide === "left" ? seqLen - row.inputIds.length : 0);
+    inputIds.set(row.inputIds, offset);
+    labels.set(row.labels, offset);
+    attentionMask.fill(1, offset, offset + row.inputIds.length);
+  });
+  return { inputIds, attentionMask, labels, batchSize: rows.length, seqLen };
+}

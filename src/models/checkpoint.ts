@@ -1,0 +1,272 @@
+/**
+ * Hugging Face checkpoints: which tensors each architecture needs, and loading them by name.
+ *
+ * A checkpoint folder holds `model.safetensors`, or shards `model-0000X-of-0000N.safetensors` listed in
+ * `model.safetensors.index.json`. Every name, shape and dtype is checked against the config before any
+ * tensor data is read, so a mismatched checkpoint fails in milliseconds with the tensor's name.
+ */
+import { existsSync, promises as fsp } from "node:fs";
+import { basename, join } from "node:path";
+import { z } from "zod";
+import { fail } from "../util/errors.js";
+import type { ModelConfig } from "./config.js";
+import { SafetensorsFile, type TensorInfo } from "./safetensors.js";
+
+export const SINGLE_FILE = "model.safetensors";
+export const INDEX_FILE = "model.safetensors.index.json";
+
+export interface TensorSpec {
+  name: string;
+  shape: number[];
+}
+
+/**
+ * The tensors a model needs, by canonical Hugging Face name. gpt2 names drop the `transformer.` prefix
+ * (as the original `gpt2` checkpoint does). gpt2 uses Conv1D, so its weights are [in, out]; the
+ * llama family uses nn.Linear, [out, in].
+ */
+export function tensorSpec(config: ModelConfig): TensorSpec[] {
+  return config.modelType === "gpt2" ? gpt2Spec(config) : llamaFamilySpec(config);
+}
+
+function gpt2Spec(c: ModelConfig): TensorSpec[] {
+  const d = c.hiddenSize;
+  const inner = c.intermediateSize;
+  const specs: TensorSpec[] = [
+    { name: "wte.weight", shape: [c.vocabSize, d] },
+    { name: "wpe.weight", shape: [c.maxPositions, d] },
+  ];
+  for (let i = 0; i < c.numLayers; i++) {
+    const h = `h.${i}`;
+    specs.push(
+      { name: `${h}.ln_1.weight`, shape: [d] },
+      { name: `${h}.ln_1.bias`, shape: [d] },
+      { name: `${h}.attn.c_attn.weight`, shape: [d, 3 * d] }, // q, k, v side by side
+      { name: `${h}.attn.c_attn.bias`, shape: [3 * d] },
+      { name: `${h}.attn.c_proj.weight`, shape: [d, d] },
+      { name: `${h}.attn.c_proj.bias`, shape: [d] },
+      { name: `${h}.ln_2.weight`, shape: [d] },
+      { name: `${h}.ln_2.bias`, shape: [d] },
+      { name: `${h}.mlp.c_fc.weight`, shape: [d, inner] },
+      { name: `${h}.mlp.c_fc.bias`, shape: [inner] },
+      { name: `${h}.mlp.c_proj.weight`, shape: [inner, d] },
+      { name: `${h}.mlp.c_proj.bias`, shape: [d] },
+    );
+  }
+  specs.push({ name: "ln_f.weight", shape: [d] }, { name: "ln_f.bias", shape: [d] });
+  return specs;
+}
+
+function llamaFamilySpec(c: ModelConfig): TensorSpec[] {
+  const d = c.hiddenSize;
+  const qOut = c.numHeads * c.headDim;
+  const kvOut = c.numKvHeads * c.headDim;
+  const inner = c.intermediateSize;
+  const linear = (name: string, out: number, inp: number, bias: boolean): TensorSpec[] => [
+    { name: `${name}.weight`, shape: [out, inp] },
+    ...(bias ? [{ name: `${name}.bias`, shape: [out] }] : []),
+  ];
+  const specs: TensorSpec[] = [{ name: "model.embed_tokens.weight", shape: [c.vocabSize, d] }];
+  for (let i = 0; i < c.numLayers; i++) {
+    const layer = `model.layers.${i}`;
+    const { qkv, output } = c.attentionBias;
+    specs.push(
+      { name: `${layer}.input_layernorm.weight`, shape: [d] },
+      ...linear(`${layer}.self_attn.q_proj`, qOut, d, qkv),
+      ...linear(`${layer}.self_attn.k_proj`, kvOut, d, qkv),
+      ...linear(`${layer}.self_attn.v_proj`, kvOut, d, qkv),
+      ...linear(`${layer}.self_attn.o_proj`, d, qOut, output),
+      { name: `${layer}.post_attention_layernorm.weight`, shape: [d] },
+      ...linear(`${layer}.mlp.gate_proj`, inner, d, c.mlpBias),
+      ...linear(`${layer}.mlp.up_proj`, inner, d, c.mlpBias),
+      ...linear(`${layer}.mlp.down_proj`, d, inner, c.mlpBias),
+    );
+  }
+  specs.push({ name: "model.norm.weight", shape: [d] });
+  if (!c.tieWordEmbeddings) specs.push({ name: "lm_head.weight", shape: [c.vocabSize, d] });
+  return specs;
+}
+
+/** A stored tensor name as tensorSpec spells it: gpt2 checkpoints come with or without `transformer.`. */
+export function canonicalName(config: ModelConfig, stored: string): string {
+  return config.modelType === "gpt2" && stored.startsWith("transformer.") ? stored.slice("transformer.".length) : stored;
+}
+
+/**
+ * Tensors a checkpoint may carry that the model does not load: old causal-mask and rotary buffers, and a
+ * saved copy of tied output embeddings (transformers ties it to the input embeddings, ignoring the copy).
+ */
+export function isIgnoredTensor(config: ModelConfig, canonical: string): boolean {
+  if (canonical === "lm_head.weight") return config.tieWordEmbeddings;
+  return config.modelType === "gpt2"
+    ? /^h\.\d+\.attn\.(bias|masked_bias)$/.test(canonical)
+    : /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/.test(canonical);
+}
+
+const indexSchema = z.looseObject({ weight_map: z.record(z.string(), z.string()) });
+
+/** The shard index: tensor name -> shard file name, with every shard a plain file name in the same folder. */
+export async function readShardIndex(path: string): Promise<Map<string, string>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await fsp.readFile(path, "utf8"));
+  } catch (err) {
+    fail("file", `cannot read the shard index (${(err as Error).message})`, { file: path }, err);
+  }
+  const parsed = indexSchema.safeParse(json);
+  if (!parsed.success) fail("file", 'expected {"weight_map": {tensor name: shard file}}', { file: path, field: "weight_map" });
+  const weightMap = new Map(Object.entries(parsed.data.weight_map));
+  for (const [tensor, shard] of weightMap) {
+    // Shard names come from the file: refuse anything that could point outside the folder.
+    if (shard !== basename(shard) || shard === "." || shard === ".." || shard.includes("\\")) {
+      fail("file", `shard ${JSON.stringify(shard)} must be a file name in the same folder`, { file: path, tensor });
+    }
+  }
+  return weightMap;
+}
+
+/** The safetensors files of one checkpoint folder, as one set of named tensors. */
+export class Checkpoint {
+  readonly dir: string;
+  /** model.safetensors, or the shard index: the file to name when a tensor is missing. */
+  readonly source: string;
+  readonly files: readonly SafetensorsFile[];
+  private readonly fileByTensor: Map<string, SafetensorsFile>;
+
+  constructor(dir: string, source: string, files: SafetensorsFile[], fileByTensor: Map<string, SafetensorsFile>) {
+    this.dir = dir;
+    this.source = source;
+    this.files = files;
+    this.fileByTensor = fileByTensor;
+  }
+
+  tensorNames(): string[] {
+    return [...this.fileByTensor.keys()];
+  }
+
+  fileOf(name: string): SafetensorsFile {
+    return this.fileByTensor.get(name) ?? fail("weights", "no such tensor in the checkpoint", { file: this.source, tensor: name });
+  }
+
+  info(name: string): TensorInfo {
+    return this.fileOf(name).info(name);
+  }
+
+  readFloat32(name: string): Promise<Float32Array> {
+    return this.fileOf(name).readFloat32(name);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.files.map((f) => f.close()));
+  }
+}
+
+/** Open `model.safetensors`, or every shard named by `model.safetensors.index.json`. */
+export async function openCheckpoint(dir: string): Promise<Checkpoint> {
+  const single = join(dir, SINGLE_FILE);
+  if (existsSync(single)) {
+    const file = await SafetensorsFile.open(single);
+    return new Checkpoint(dir, single, [file], new Map(file.tensorNames().map((n) => [n, file])));
+  }
+  const index = join(dir, INDEX_FILE);
+  if (!existsSync(index)) {
+    const legacy = existsSync(join(dir, "pytorch_model.bin")) ? " (pytorch_model.bin is not read: convert it to safetensors)" : "";
+    fail("file", `no ${SINGLE_FILE} or ${INDEX_FILE} in the model folder${legacy}`, { file: dir });
+  }
+  const weightMap = await readShardIndex(index);
+  const shardNames = [...new Set(weightMap.values())].sort();
+  const missing = shardNames.filter((s) => !existsSync(join(dir, s)));
+  if (missing.length > 0) fail("file", `shards listed in the index are missing: ${missing.join(", ")}`, { file: index });
+
+  const files: SafetensorsFile[] = [];
+  try {
+    const fileByTensor = new Map<string, SafetensorsFile>();
+    for (const shard of shardNames) {
+      const file = await SafetensorsFile.open(join(dir, shard));
+      files.push(file);
+      for (const name of file.tensorNames()) {
+        const other = fileByTensor.get(name);
+        if (other !== undefined) fail("file", `tensor is stored twice, also in ${basename(other.path)}`, { file: file.path, tensor: name });
+        fileByTensor.set(name, file);
+      }
+    }
+    for (const [name, shard] of weightMap) {
+      if (fileByTensor.get(name)?.path !== join(dir, shard)) {
+        fail("file", `the index places this tensor in ${shard}, but that shard does not hold it`, { file: index, tensor: name });
+      }
+    }
+    return new Checkpoint(dir, index, files, fileByTensor);
+  } catch (err) {
+    await Promise.all(files.map((f) => f.close()));
+    throw err;
+  }
+}
+
+const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
+
+/**
+ * Load the weights `config` needs as float32, keyed by canonical name (see tensorSpec). All names, shapes
+ * and dtypes are checked first; then tensors are read one at a time, so peak memory is about the float32
+ * weights themselves.
+ */
+export async function loadWeights(dir: string, config: ModelConfig): Promise<Map<string, Float32Array>> {
+  const checkpoint = await openCheckpoint(dir);
+  try {
+    const plan = planLoad(checkpoint, config);
+    const weights = new Map<string, Float32Array>();
+    for (const [canonical, stored] of plan) weights.set(canonical, await checkpoint.readFloat32(stored));
+    return weights;
+  } finally {
+    await checkpoint.close();
+  }
+}
+
+/** Canonical name -> stored name for every needed tensor, or an error naming the first problem. */
+function planLoad(checkpoint: Checkpoint, config: ModelConfig): Map<string, string> {
+  const storedByCanonical = new Map<string, string>();
+  for (const stored of checkpoint.tensorNames()) {
+    const canonical = canonicalName(config, stored);
+    const twin = storedByCanonical.get(canonical);
+    if (twin !== undefined) {
+      fail("weights", `stored twice, as "${twin}" and "${stored}"`, { file: checkpoint.fileOf(stored).path, tensor: canonical });
+    }
+    storedByCanonical.set(canonical, stored);
+  }
+
+  const specs = tensorSpec(config);
+  const describe = `a ${config.modelType} model with ${config.numLayers} layers`;
+  const missing = specs.filter((s) => !storedByCanonical.has(s.name));
+  if (missing.length > 0) {
+    const [first, ...rest] = missing;
+    const more = rest.length > 0 ? `; ${rest.length} more missing: ${listSome(rest.map((s) => s.name))}` : "";
+    fail("weights", `missing tensor, expected shape [${first.shape.join(", ")}] for ${describe}${more}`, {
+      file: checkpoint.source,
+      tensor: first.name,
+    });
+  }
+
+  const plan = new Map<string, string>();
+  for (const spec of specs) {
+    const stored = storedByCanonical.get(spec.name) as string;
+    const { dtype, shape } = checkpoint.info(stored);
+    const place = { file: checkpoint.fileOf(stored).path, tensor: stored };
+    if (shape.length !== spec.shape.length || shape.some((d, i) => d !== spec.shape[i])) {
+      fail("weights", `shape [${shape.join(", ")}] does not fit the config: expected [${spec.shape.join(", ")}] for ${describe}`, place);
+    }
+    if (!FLOAT_DTYPES.has(dtype)) fail("weights", `dtype ${dtype} is not a float type (F32, F16, BF16, F64)`, place);
+    plan.set(spec.name, stored);
+  }
+
+  const unexpected = [...storedByCanonical].filter(([c]) => !plan.has(c) && !isIgnoredTensor(config, c)).map(([, s]) => s);
+  if (unexpected.length > 0) {
+    fail("weights", `${unexpected.length} tensor(s) not used by ${describe}: ${listSome(unexpected)}; does config.json match?`, {
+      file: checkpoint.source,
+      tensor: unexpected[0],
+    });
+  }
+  return plan;
+}
+
+function listSome(names: string[], max = 5): string {
+  return names.length > max ? `${names.slice(0, max).join(", ")}, ...` : names.join(", ");
+}
