@@ -143,8 +143,12 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
     e.node("Slice", [x, e.ints([y.attrs.start]), e.ints([end]), e.ints([y.attrs.axis])], [out]);
   },
   pad: (e, y, [x], out) => {
-    const zero = e.tensor(arrayOf(y.dtype, [0]), [], y.dtype);
-    e.node("Pad", [x, e.ints([y.attrs.before, y.attrs.after]), zero, e.ints([y.attrs.axis])], [out]);
+    // Full-rank pads and no `axes` input: ORT's transpose optimizer mis-permutes Pad's axes form.
+    const rank = y.shape.length;
+    const pads = new Array<number>(2 * rank).fill(0);
+    pads[y.attrs.axis] = y.attrs.before;
+    pads[rank + y.attrs.axis] = y.attrs.after;
+    e.node("Pad", [x, e.ints(pads), e.tensor(arrayOf(y.dtype, [0]), [], y.dtype)], [out]);
   },
   concat: (e, y, ins, out) => e.node("Concat", ins, [out], [int("axis", y.attrs.axis)]),
   gather: (e, y, ins, out) => e.node("Gather", ins, [out], [int("axis", y.attrs.axis)]),
