@@ -90,6 +90,8 @@ describe("tensorSpec", () => {
     expect(spec).toContainEqual({ name: "h.0.mlp.c_proj.weight", shape: [32, 8] });
     expect(spec.at(-1)).toEqual({ name: "ln_f.bias", shape: [8] });
     expect(spec).toHaveLength(2 + 12 + 2);
+    const untied = tensorSpec({ ...tinyGpt2, tieWordEmbeddings: false });
+    expect(untied.at(-1)).toEqual({ name: "lm_head.weight", shape: [10, 8] });
   });
 
   it("llama family: [out, in] projections, grouped k/v, lm_head only when untied", () => {

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { existsSync, promises as fsp, readlinkSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -47,6 +47,12 @@ class FakeHub {
     this.requests.push(`${req.method} ${url.pathname}`);
     this.authorization.push(req.headers.authorization);
     const info = url.pathname.match(/^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/);
+    if (info?.[1].startsWith("gated/") && req.headers.authorization === undefined) {
+      res.statusCode = 401;
+      res.setHeader("Content-Type", "application/json");
+      res.end(JSON.stringify({ error: "Access to model gated/model is restricted." }));
+      return;
+    }
     if (info) {
       const repo = this.repos.get(info[1]);
       if (!repo || (info[2] !== "main" && info[2] !== repo.sha)) return this.notFound(res, "RepoNotFound");
@@ -107,7 +113,8 @@ const SHARDED_SHA = "fedcba9876543210fedcba9876543210fedcba98";
 let hub: FakeHub;
 let work: string;
 let home: string;
-const savedEnv = { ...process.env };
+const HF_ENV = ["HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_ENDPOINT"];
+const savedEnv = Object.fromEntries(HF_ENV.map((key) => [key, process.env[key]]));
 
 beforeAll(async () => {
   hub = new FakeHub();
@@ -144,7 +151,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   home = await fsp.mkdtemp(join(work, "hf-home-"));
-  for (const key of ["HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN"]) delete process.env[key];
+  for (const key of HF_ENV) delete process.env[key];
   process.env.HF_HOME = home;
   process.env.HF_ENDPOINT = hub.url;
   hub.requests.length = 0;
@@ -152,8 +159,10 @@ beforeEach(async () => {
 });
 
 afterEach(() => {
-  process.env = { ...savedEnv };
-  vi.restoreAllMocks();
+  for (const [key, value] of Object.entries(savedEnv)) {
+    if (value === undefined) delete process.env[key];
+    else process.env[key] = value;
+  }
 });
 
 async function hubError(promise: Promise<unknown>): Promise<SoftpromptError> {
@@ -208,8 +217,9 @@ describe.skipIf(!existsSync(goldenGpt2))("hub downloads into the Hugging Face ca
 
     expect((await fsp.readFile(join(storage, "refs", "main"), "utf8")).trim()).toBe(SHA);
     for (const name of await fsp.readdir(goldenGpt2)) {
-      expect(await fsp.readFile(join(dir, name))).toEqual(await fsp.readFile(join(goldenGpt2, name)));
-      expect(readlinkSync(join(dir, name))).toMatch(/^\.\.\/\.\.\/blobs\/[0-9a-f]{40}$/);
+      const same = (await fsp.readFile(join(dir, name))).equals(await fsp.readFile(join(goldenGpt2, name)));
+      expect(same, name).toBe(true);
+      expect(readlinkSync(join(dir, name))).toMatch(/^\.\.\/\.\.\/blobs\/[0-9a-f]{40,64}$/);
     }
     // Blobs are named as huggingface_hub names them, so Python and softprompt share one copy.
     const weights = await fsp.readFile(join(goldenGpt2, "model.safetensors"));
@@ -227,16 +237,21 @@ describe.skipIf(!existsSync(goldenGpt2))("hub downloads into the Hugging Face ca
     expect(hub.requests).toEqual([]);
   });
 
-  it("fetches again only what went missing", async () => {
+  it("fetches again only what went missing, and relinks blobs it still has", async () => {
     const dir = await resolveModelDir("golden/gpt2");
+    const tokenizerBlob = resolve(dir, readlinkSync(join(dir, "tokenizer.json")));
     await fsp.rm(join(dir, "tokenizer.json"));
+    await fsp.rm(tokenizerBlob);
+    await fsp.rm(join(dir, "config.json"));
     hub.requests.length = 0;
     expect(await resolveModelDir("golden/gpt2")).toBe(dir);
-    expect(hub.requests.filter((r) => r.includes("/resolve/"))).toEqual(
-      expect.arrayContaining([`GET /golden/gpt2/resolve/${SHA}/tokenizer.json`]),
-    );
-    expect(hub.requests.some((r) => r.includes("model.safetensors"))).toBe(false);
-    expect(existsSync(join(dir, "tokenizer.json"))).toBe(true);
+    expect(hub.requests.filter((r) => r.includes("/resolve/"))).toEqual([
+      `GET /golden/gpt2/resolve/${SHA}/tokenizer.json`, // the probe for size and ETag
+      `GET /golden/gpt2/resolve/${SHA}/tokenizer.json`, // the download
+    ]);
+    const same = (await fsp.readFile(join(dir, "tokenizer.json"))).equals(await fsp.readFile(join(goldenGpt2, "tokenizer.json")));
+    expect(same).toBe(true);
+    expect(existsSync(join(dir, "config.json"))).toBe(true);
   });
 
   it("honours HF_HUB_CACHE over HF_HOME", async () => {
@@ -283,10 +298,24 @@ describe("hub errors", () => {
     expect(err.message).toBe("nobody/nothing: looking up revision main: the hub answered 404 (check the model id and revision)");
   });
 
+  it("a gated repo without a token", async () => {
+    const err = await hubError(resolveModelDir("gated/model"));
+    expect(err.message).toMatch(/^gated\/model: looking up revision main: the hub answered 401 \(.*set HF_TOKEN\)$/);
+  });
+
   it("an unreachable hub", async () => {
     process.env.HF_ENDPOINT = "http://127.0.0.1:9";
     const err = await hubError(resolveModelDir("tiny/sharded"));
     expect(err.message).toMatch(/cannot reach http:\/\/127\.0\.0\.1:9 .*set HF_HUB_OFFLINE=1 to use only the cache/);
+  });
+
+  it("a cache that cannot be written", async () => {
+    const blocker = join(home, "a-file");
+    await fsp.writeFile(blocker, "");
+    process.env.HF_HUB_CACHE = join(blocker, "hub");
+    const err = await hubError(resolveModelDir("tiny/sharded"));
+    expect(err.code).toBe("file");
+    expect(err.message).toMatch(/cannot write to the Hugging Face cache \(ENOTDIR\)/);
   });
 
   it("a token that is not a hub token", async () => {

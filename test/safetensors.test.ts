@@ -80,6 +80,7 @@ describe("writeSafetensors / SafetensorsFile", () => {
       expect(file.tensorNames().sort()).toEqual(
         ["a.f16", "b.f32", "c.bf16", "d.f64", "e.i64", "f.i32", "g.bool", "h.scalar", "i.empty"].sort(),
       );
+      expect(file.has("b.f32") && !file.has("nope")).toBe(true);
       expect(file.info("b.f32")).toEqual({ dtype: "F32", shape: [2, 3], byteLength: 24 });
       expect(await file.readFloat32("b.f32")).toEqual(f32);
       expect(await file.readFloat32("a.f16")).toEqual(Float32Array.from([1, -2.5, 3.25, 0, 0, 65504]));
@@ -129,8 +130,8 @@ describe("float16 / bfloat16 conversion", () => {
   it("float16 -> float32 -> float16 is the identity on every non-NaN half", () => {
     const all = new Uint16Array(65536).map((_, i) => i);
     const back = float32ToFloat16(float16ToFloat32(all));
-    const isNaN = (h: number) => (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
-    const wrong = [...all].filter((h) => (isNaN(h) ? !isNaN(back[h]) : back[h] !== h));
+    const isHalfNaN = (h: number) => (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+    const wrong = [...all].filter((h) => (isHalfNaN(h) ? !isHalfNaN(back[h]) : back[h] !== h));
     expect(wrong).toEqual([]);
   });
 

@@ -39,6 +39,8 @@ export interface ForwardResult {
 export interface CausalLM {
   readonly config: ModelConfig;
   readonly weights: Weights;
+  /** The name of the token-embedding table [vocab, hidden] (for prompt initialisation and inspection). */
+  readonly embeddingName: string;
   /** Token ids [B, T] (int64) → embeddings [B, T, hidden]. */
   embed(ids: Value): Value;
   forward(args: ForwardArgs): ForwardResult;

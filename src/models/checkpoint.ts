@@ -54,6 +54,7 @@ function gpt2Spec(c: ModelConfig): TensorSpec[] {
     );
   }
   specs.push({ name: "ln_f.weight", shape: [d] }, { name: "ln_f.bias", shape: [d] });
+  if (!c.tieWordEmbeddings) specs.push({ name: "lm_head.weight", shape: [c.vocabSize, d] });
   return specs;
 }
 
@@ -114,11 +115,13 @@ export async function readShardIndex(path: string): Promise<Map<string, string>>
     fail("file", `cannot read the shard index (${(err as Error).message})`, { file: path }, err);
   }
   const parsed = indexSchema.safeParse(json);
-  if (!parsed.success) fail("file", 'expected {"weight_map": {tensor name: shard file}}', { file: path, field: "weight_map" });
+  if (!parsed.success) {
+    fail("file", 'expected {"weight_map": {tensor name: shard file}}', { file: path, field: "weight_map" });
+  }
   const weightMap = new Map(Object.entries(parsed.data.weight_map));
   for (const [tensor, shard] of weightMap) {
     // Shard names come from the file: refuse anything that could point outside the folder.
-    if (shard !== basename(shard) || shard === "." || shard === ".." || shard.includes("\\")) {
+    if (shard === "" || shard !== basename(shard) || shard === "." || shard === ".." || shard.includes("\\")) {
       fail("file", `shard ${JSON.stringify(shard)} must be a file name in the same folder`, { file: path, tensor });
     }
   }
@@ -145,7 +148,8 @@ export class Checkpoint {
   }
 
   fileOf(name: string): SafetensorsFile {
-    return this.fileByTensor.get(name) ?? fail("weights", "no such tensor in the checkpoint", { file: this.source, tensor: name });
+    const file = this.fileByTensor.get(name);
+    return file ?? fail("weights", "no such tensor in the checkpoint", { file: this.source, tensor: name });
   }
 
   info(name: string): TensorInfo {
@@ -170,7 +174,9 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   }
   const index = join(dir, INDEX_FILE);
   if (!existsSync(index)) {
-    const legacy = existsSync(join(dir, "pytorch_model.bin")) ? " (pytorch_model.bin is not read: convert it to safetensors)" : "";
+    const legacy = existsSync(join(dir, "pytorch_model.bin"))
+      ? " (pytorch_model.bin is not read: convert it to safetensors)"
+      : "";
     fail("file", `no ${SINGLE_FILE} or ${INDEX_FILE} in the model folder${legacy}`, { file: dir });
   }
   const weightMap = await readShardIndex(index);
@@ -186,13 +192,18 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
       files.push(file);
       for (const name of file.tensorNames()) {
         const other = fileByTensor.get(name);
-        if (other !== undefined) fail("file", `tensor is stored twice, also in ${basename(other.path)}`, { file: file.path, tensor: name });
+        if (other !== undefined) {
+          fail("file", `tensor is stored twice, also in ${basename(other.path)}`, { file: file.path, tensor: name });
+        }
         fileByTensor.set(name, file);
       }
     }
     for (const [name, shard] of weightMap) {
       if (fileByTensor.get(name)?.path !== join(dir, shard)) {
-        fail("file", `the index places this tensor in ${shard}, but that shard does not hold it`, { file: index, tensor: name });
+        fail("file", `the index places this tensor in ${shard}, but that shard does not hold it`, {
+          file: index,
+          tensor: name,
+        });
       }
     }
     return new Checkpoint(dir, index, files, fileByTensor);
@@ -228,7 +239,8 @@ function planLoad(checkpoint: Checkpoint, config: ModelConfig): Map<string, stri
     const canonical = canonicalName(config, stored);
     const twin = storedByCanonical.get(canonical);
     if (twin !== undefined) {
-      fail("weights", `stored twice, as "${twin}" and "${stored}"`, { file: checkpoint.fileOf(stored).path, tensor: canonical });
+      const file = checkpoint.fileOf(stored).path;
+      fail("weights", `stored twice, as "${twin}" and "${stored}"`, { file, tensor: canonical });
     }
     storedByCanonical.set(canonical, stored);
   }
@@ -251,7 +263,8 @@ function planLoad(checkpoint: Checkpoint, config: ModelConfig): Map<string, stri
     const { dtype, shape } = checkpoint.info(stored);
     const place = { file: checkpoint.fileOf(stored).path, tensor: stored };
     if (shape.length !== spec.shape.length || shape.some((d, i) => d !== spec.shape[i])) {
-      fail("weights", `shape [${shape.join(", ")}] does not fit the config: expected [${spec.shape.join(", ")}] for ${describe}`, place);
+      const expected = `expected [${spec.shape.join(", ")}] for ${describe}`;
+      fail("weights", `shape [${shape.join(", ")}] does not fit the config: ${expected}`, place);
     }
     if (!FLOAT_DTYPES.has(dtype)) fail("weights", `dtype ${dtype} is not a float type (F32, F16, BF16, F64)`, place);
     plan.set(spec.name, stored);
@@ -259,7 +272,8 @@ function planLoad(checkpoint: Checkpoint, config: ModelConfig): Map<string, stri
 
   const unexpected = [...storedByCanonical].filter(([c]) => !plan.has(c) && !isIgnoredTensor(config, c)).map(([, s]) => s);
   if (unexpected.length > 0) {
-    fail("weights", `${unexpected.length} tensor(s) not used by ${describe}: ${listSome(unexpected)}; does config.json match?`, {
+    const list = listSome(unexpected);
+    fail("weights", `${unexpected.length} tensor(s) not used by ${describe}: ${list}; does config.json match?`, {
       file: checkpoint.source,
       tensor: unexpected[0],
     });

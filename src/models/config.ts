@@ -292,7 +292,8 @@ function parseRope(c: LlamaFamilyRaw, file: string): RopeConfig {
   }
   const need = <K extends "factor" | "low_freq_factor" | "high_freq_factor" | "original_max_position_embeddings">(
     key: K,
-  ): number => params[key] ?? fail("config", "missing required field for llama3 rope", { file, field: `${fieldName}.${key}` });
+  ): number =>
+    params[key] ?? fail("config", "missing required field for llama3 rope", { file, field: `${fieldName}.${key}` });
   return {
     type,
     theta,

@@ -38,6 +38,7 @@ export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
   return {
     config,
     weights,
+    embeddingName: "wte.weight",
     embed: (ids) => o.gather(w("wte.weight"), ids, 0),
     forward({ inputsEmbeds, positions, allowed, past }: ForwardArgs): ForwardResult {
       let x: Value = o.add(inputsEmbeds, o.gather(w("wpe.weight"), positions, 0)); // token + position embeddings
@@ -53,8 +54,8 @@ export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
       hiddenStates.push(hidden);
       return { hidden, hiddenStates, presents };
     },
-    // Tied head: logits = h · wteᵀ, with wte used as stored.
-    lmHead: (h) => o.gemm(h, w("wte.weight"), { transB: true }),
+    // Usually tied: logits = h · wteᵀ, with wte used as stored.
+    lmHead: (h) => o.gemm(h, w(config.tieWordEmbeddings ? "wte.weight" : "lm_head.weight"), { transB: true }),
   };
 }
 
@@ -93,5 +94,6 @@ function checkShapes(c: ModelConfig, weights: Weights): void {
   }
   expect("ln_f.weight", [d]);
   expect("ln_f.bias", [d]);
+  if (!c.tieWordEmbeddings) expect("lm_head.weight", [c.vocabSize, d]);
   if (c.headDim * c.numHeads !== d) fail("config", `n_embd ${d} is not n_head ${c.numHeads} × head size`, { field: "n_embd" });
 }

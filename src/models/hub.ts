@@ -85,8 +85,15 @@ export async function resolveModelDir(pathOrId: string, opts: ResolveOptions = {
   if (accessToken !== undefined && !accessToken.startsWith("hf_")) {
     fail("hub", "the access token (HF_TOKEN) must start with hf_", { file: pathOrId });
   }
-  const hubUrl = opts.hubUrl ?? (process.env.HF_ENDPOINT || "https://huggingface.co");
-  return download(pathOrId, revision, storage, { hubUrl, accessToken });
+  const hubUrl = (opts.hubUrl ?? (process.env.HF_ENDPOINT || "https://huggingface.co")).replace(/\/+$/, "");
+  try {
+    return await download(pathOrId, revision, storage, { hubUrl, accessToken });
+  } catch (err) {
+    const errno = err as NodeJS.ErrnoException;
+    if (errno.syscall === undefined) throw err;
+    const reason = errno.code ?? errno.message;
+    fail("file", `cannot write to the Hugging Face cache (${reason})`, { file: errno.path ?? storage }, err);
+  }
 }
 
 /** The snapshot folder a revision points to in the cache, if the cache knows the revision. */
@@ -114,7 +121,9 @@ async function download(id: string, revision: string, storage: string, access: H
   const { sha } = await hubCall(id, `looking up revision ${revision}`, access, () =>
     modelInfo({ name: id, revision, additionalFields: ["sha"], ...access }),
   );
-  if (!COMMIT_SHA.test(sha ?? "")) fail("hub", `the hub answered with a malformed commit sha ${JSON.stringify(sha)}`, { file: id });
+  if (!COMMIT_SHA.test(sha ?? "")) {
+    fail("hub", `the hub answered with a malformed commit sha ${JSON.stringify(sha)}`, { file: id });
+  }
   const candidates = [...HUB_FILES_REQUIRED, ...HUB_FILES_OPTIONAL, SINGLE_FILE, INDEX_FILE];
   const remote = await remoteFiles(id, sha, candidates, access);
   for (const file of HUB_FILES_REQUIRED) {
@@ -122,7 +131,8 @@ async function download(id: string, revision: string, storage: string, access: H
   }
   const weights = remote.has(SINGLE_FILE) ? SINGLE_FILE : remote.has(INDEX_FILE) ? INDEX_FILE : undefined;
   if (weights === undefined) {
-    fail("hub", `the repo has no safetensors weights (${SINGLE_FILE} or ${INDEX_FILE}) at revision ${revision}`, { file: id });
+    const expected = `${SINGLE_FILE} or ${INDEX_FILE}`;
+    fail("hub", `the repo has no safetensors weights (${expected}) at revision ${revision}`, { file: id });
   }
 
   const snapshot = join(storage, "snapshots", sha);
@@ -132,7 +142,8 @@ async function download(id: string, revision: string, storage: string, access: H
     const shards = [...new Set((await readShardIndex(join(snapshot, INDEX_FILE))).values())];
     const remoteShards = await remoteFiles(id, sha, shards, access);
     for (const shard of shards) {
-      const found = remoteShards.get(shard) ?? fail("hub", `shard ${shard} named by ${INDEX_FILE} is not in the repo`, { file: id });
+      const found =
+        remoteShards.get(shard) ?? fail("hub", `shard ${shard} named by ${INDEX_FILE} is not in the repo`, { file: id });
       await fetchIntoCache(id, sha, shard, found, storage, access);
     }
   }
@@ -159,7 +170,9 @@ async function remoteFiles(id: string, sha: string, paths: string[], access: Hub
     if (info.type !== "file" || !paths.includes(info.path)) continue;
     const blob = info.lfs?.oid ?? info.oid ?? "";
     // The hash becomes a file name: accept only what a hash looks like.
-    if (!/^[0-9a-f]{40,64}$/.test(blob)) fail("hub", `unexpected hash ${JSON.stringify(blob)} for ${info.path}`, { file: id });
+    if (!/^[0-9a-f]{40,64}$/.test(blob)) {
+      fail("hub", `unexpected hash ${JSON.stringify(blob)} for ${info.path}`, { file: id });
+    }
     found.set(info.path, { blob, size: info.lfs?.size ?? info.size });
   }
   return found;
@@ -212,18 +225,21 @@ async function hubCall<T>(id: string, doing: string, access: HubAccess, call: ()
   try {
     return await call();
   } catch (err) {
-    if (err instanceof SoftpromptError) throw err;
+    // Ours already, or the disk's (reported by resolveModelDir): only network and hub failures are explained here.
+    if (err instanceof SoftpromptError || (err as NodeJS.ErrnoException).syscall !== undefined) throw err;
     const place = { file: id };
     if (err instanceof HubApiError) {
       const hint =
         err.statusCode === 401 || err.statusCode === 403
-          ? "the model is gated or private: accept its terms on the hub and set HF_TOKEN"
+          ? // The hub answers 401 for repos that do not exist too, so as not to reveal private ones.
+            "no such model, or it is gated or private: check the id; for gated models accept the terms and set HF_TOKEN"
           : err.statusCode === 404
             ? "check the model id and revision"
             : err.message;
       fail("hub", `${doing}: the hub answered ${err.statusCode} (${hint})`, place, err);
     }
     const reason = err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err);
-    fail("hub", `${doing}: cannot reach ${access.hubUrl} (${reason}); set HF_HUB_OFFLINE=1 to use only the cache`, place, err);
+    const hint = "set HF_HUB_OFFLINE=1 to use only the cache";
+    fail("hub", `${doing}: cannot reach ${access.hubUrl} (${reason}); ${hint}`, place, err);
   }
 }

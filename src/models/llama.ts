@@ -38,6 +38,7 @@ export function llama(config: ModelConfig, weights: Weights): CausalLM {
   return {
     config,
     weights,
+    embeddingName: "model.embed_tokens.weight",
     embed: (ids) => o.gather(w("model.embed_tokens.weight"), ids, 0),
     forward({ inputsEmbeds, positions, allowed, past }: ForwardArgs): ForwardResult {
       const rope = nn.rotaryTables(positions, invFreq);

@@ -160,7 +160,8 @@ function parseEntry(value: unknown, dataSize: number, place: ErrorPlace): Tensor
   const expected = dims.includes(0) ? 0 : elementCount(dims) * DTYPE_BYTES[dtype];
   if (expected !== end - begin) {
     const needs = Number.isSafeInteger(expected) ? `${expected} bytes` : "more than 2^53 bytes";
-    fail("safetensors", `${dtype}${JSON.stringify(dims)} needs ${needs}, but data_offsets [${begin}, ${end}] hold ${end - begin}`, place);
+    const holds = `data_offsets [${begin}, ${end}] hold ${end - begin}`;
+    fail("safetensors", `${dtype}${JSON.stringify(dims)} needs ${needs}, but ${holds}`, place);
   }
   return { dtype, shape: [...dims], byteLength: end - begin, begin, end };
 }
@@ -424,7 +425,9 @@ export async function writeSafetensors(
     if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail("safetensors", `shape ${JSON.stringify(shape)} must be non-negative integers`, place);
     }
-    if (!dataFits(dtype, data)) fail("safetensors", `dtype ${dtype} cannot be written from a ${data.constructor.name}`, place);
+    if (!dataFits(dtype, data)) {
+      fail("safetensors", `dtype ${dtype} cannot be written from a ${data.constructor.name}`, place);
+    }
     const byteLength = elementCount(shape) * DTYPE_BYTES[dtype];
     if (data.byteLength !== byteLength) {
       fail("safetensors", `${dtype}${JSON.stringify(shape)} needs ${byteLength} bytes, data has ${data.byteLength}`, place);

@@ -84,6 +84,10 @@ async function createSession(bytes: Uint8Array, { threads }: ProgramOptions): Pr
       intraOpNumThreads: threads ?? availableParallelism(),
       interOpNumThreads: 1,
       executionMode: "sequential",
+      // The arena reuses freed blocks across runs; memory patterns would pre-plan one block per input
+      // shape on top of it (measured: 3.8 GB peak vs 2.3 GB for a GPT-2-small train step, same speed).
+      enableMemPattern: false,
+      enableCpuMemArena: true,
     });
   } catch (err) {
     return fail("runtime", `ONNX Runtime could not load the compiled graph: ${(err as Error).message}`, {}, err);

@@ -23,33 +23,37 @@ export interface TokenBatch {
 }
 
 export interface PromptLossGraph {
-  /** The trainable prompt table [tables·n, d] (one prompt: [n, d]). */
-  prompt: Value;
+  /** The trainable prompt table [tables·n, d] (one prompt: [n, d]); absent when n = 0. */
+  prompt?: Value;
   /** Mean cross-entropy over labelled tokens. */
   loss: Value;
   /** [B, n + T, d] after the final norm. */
   hidden: Value;
-  /** Labelled tokens in the batch (as float). */
+  /** How many labelled tokens the batch has (as float): the weight of this batch's mean. */
   count: Value;
 }
 
-/** The loss graph of a prompt-tuned model; feed it with `promptLossFeeds`. */
+/** The loss graph of a prompt-tuned model (n = 0: the bare model); feed it with `promptLossFeeds`. */
 export function promptLossGraph(lm: CausalLM, numVirtual: number, tables = 1): PromptLossGraph {
   const d = lm.config.hiddenSize;
-  const prompt = o.input("prompt", "float32", [tables * numVirtual, d]);
   const ids = o.input("input_ids", "int64", ["batch", "seq"]);
-  const promptIndex = o.input("prompt_index", "int64", ["batch", numVirtual]);
-  const total = `${numVirtual}+seq`; // virtual tokens, then the text
+  const total = numVirtual > 0 ? `${numVirtual}+seq` : "seq"; // virtual tokens, then the text
   const positions = o.input("position_ids", "int64", ["batch", total]);
   const allowed = o.input("allowed", "bool", ["batch", 1, total, total]);
   const labelPositions = o.input("label_positions", "int64", ["labels"]);
   const labelTargets = o.input("label_targets", "int64", ["labels"]);
 
-  const inputsEmbeds = prependPrompt(prompt, promptIndex, lm.embed(ids));
+  let prompt: Value | undefined;
+  let inputsEmbeds = lm.embed(ids);
+  if (numVirtual > 0) {
+    prompt = o.input("prompt", "float32", [tables * numVirtual, d]);
+    inputsEmbeds = prependPrompt(prompt, o.input("prompt_index", "int64", ["batch", numVirtual]), inputsEmbeds);
+  }
   const { hidden } = lm.forward({ inputsEmbeds, positions, allowed });
   const picked = o.gather(o.reshape(hidden, [-1, d]), labelPositions, 0); // [M, d]: only labelled positions
   const loss = nn.crossEntropy(lm.lmHead(picked), labelTargets);
-  return { prompt, loss, hidden, count: o.cast(o.reduceSum(o.cast(o.greater(labelTargets, -1), "int64"), [0]), "float32") };
+  const count = o.cast(o.reduceSum(o.cast(o.greater(labelTargets, -1), "int64"), [0]), "float32");
+  return { prompt, loss, hidden, count };
 }
 
 /** Feeds for `promptLossGraph` from a right- or left-padded batch; row b uses prompt `which[b]` (default 0). */
@@ -73,7 +77,7 @@ export function promptLossFeeds(batch: TokenBatch, numVirtual: number, which?: r
   }
   return {
     input_ids: { data: ids, dims: [B, T] },
-    prompt_index: promptIndexFor(which ?? Array<number>(B).fill(0), numVirtual),
+    ...(numVirtual > 0 ? { prompt_index: promptIndexFor(which ?? Array<number>(B).fill(0), numVirtual) } : {}),
     // PEFT passes no position_ids with prompt tuning: 0..n+T-1 for every row, padding included.
     position_ids: arangePositions(B, L),
     allowed: attentionPattern(keyMask, L),

@@ -1,4 +1,4 @@
-import { promises as fsp } from "node:fs";
+import { existsSync, promises as fsp } from "node:fs";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 
@@ -19,6 +19,30 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
     await fsp.rename(tmp, path);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Fill a folder atomically: `fill` writes into a fresh staging folder beside `dir`, which then
+ * replaces `dir` by rename; a failure leaves the old folder as it was.
+ */
+export async function writeDirAtomic(dir: string, fill: (staging: string) => Promise<void>): Promise<void> {
+  const staging = join(dirname(dir), `.${basename(dir)}.${randomBytes(6).toString("hex")}.tmp`);
+  await fsp.mkdir(staging, { recursive: true });
+  try {
+    await fill(staging);
+    if (existsSync(dir)) {
+      // Two renames: the old folder steps aside, the new one takes its name, then the old one goes.
+      const old = `${staging}.old`;
+      await fsp.rename(dir, old);
+      await fsp.rename(staging, dir);
+      await fsp.rm(old, { recursive: true, force: true });
+    } else {
+      await fsp.rename(staging, dir);
+    }
+  } catch (err) {
+    await fsp.rm(staging, { recursive: true, force: true });
     throw err;
   }
 }

@@ -1,0 +1,97 @@
+// Shared pieces of the benchmarks: real model shapes with random weights, timing, FLOP counts, peak memory.
+import * as o from "../src/graph/ops.js";
+import { type ModelConfig, parseModelConfig } from "../src/models/config.js";
+import { tensorSpec } from "../src/models/checkpoint.js";
+import { Program, ortTensor } from "../src/runtime/session.js";
+import { Rng } from "../src/util/rng.js";
+
+export const SHAPES: Record<string, Record<string, unknown>> = {
+  "gpt2-small": { model_type: "gpt2", n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024, vocab_size: 50257 },
+  "smollm2-135m": {
+    model_type: "llama",
+    hidden_size: 576,
+    num_hidden_layers: 30,
+    num_attention_heads: 9,
+    num_key_value_heads: 3,
+    intermediate_size: 1536,
+    vocab_size: 49152,
+    max_position_embeddings: 8192,
+    rope_theta: 100000,
+    rms_norm_eps: 1e-5,
+    tie_word_embeddings: true,
+  },
+};
+
+export function shapeConfig(name: string): ModelConfig {
+  return parseModelConfig(SHAPES[name], `${name} (benchmark shape)`);
+}
+
+/** Random weights of the config's real shapes: N(0, 0.02²)-like uniform noise, norms at 1. */
+export function randomWeights(config: ModelConfig, seed = 0): Map<string, Float32Array> {
+  const rng = new Rng(seed);
+  const out = new Map<string, Float32Array>();
+  for (const { name, shape } of tensorSpec(config)) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    const isNormWeight = /(ln_\d|ln_f|layernorm|norm)\.weight$/.test(name);
+    if (isNormWeight) data.fill(1);
+    else for (let i = 0; i < data.length; i++) data[i] = (rng.next() - 0.5) * 0.07; // std ≈ 0.02
+    out.set(name, data);
+  }
+  return out;
+}
+
+/** Seconds per call: `warmup` untimed calls, then the median of `repeats` timed ones. */
+export async function timeIt(fn: () => Promise<unknown>, { warmup = 1, repeats = 3 } = {}): Promise<number> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const times: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+/** The machine's matmul peak as ORT reaches it: best GFLOP/s of MatMul [1024, 768] × [768, 3072], weight as initializer. */
+export async function measureMatmulPeak(): Promise<number> {
+  const [m, k, n] = [1024, 768, 3072];
+  const rng = new Rng(1);
+  const w = Float32Array.from({ length: k * n }, () => rng.next() - 0.5);
+  const a = Float32Array.from({ length: m * k }, () => rng.next() - 0.5);
+  const program = await Program.compile({ y: o.matmul(o.input("a", "float32", [m, k]), o.constant(w, [k, n])) });
+  const feeds = { a: ortTensor("float32", a, [m, k]) };
+  let best = 0;
+  for (let round = 0; round < 5; round++) {
+    const seconds = await timeIt(() => program.run(feeds), { warmup: 2, repeats: 5 });
+    best = Math.max(best, (2 * m * k * n) / seconds / 1e9);
+  }
+  return best;
+}
+
+/**
+ * FLOPs of one forward over B rows of T tokens (counting multiply-adds as 2), with the LM head
+ * applied to `headRows` positions: the projections, attention scores and mixing, and the head.
+ */
+export function forwardFlops(c: ModelConfig, batch: number, seq: number, headRows: number): number {
+  const tokens = batch * seq;
+  const d = c.hiddenSize;
+  const kvDim = c.numKvHeads * c.headDim;
+  const attnProj = 2 * tokens * d * (d + 2 * kvDim + d); // q, k, v, o
+  const mlp = 2 * tokens * d * c.intermediateSize * (c.modelType === "gpt2" ? 2 : 3); // gpt2: fc, proj; llama: gate, up, down
+  const attn = 2 * 2 * batch * c.numHeads * seq * seq * c.headDim; // q·kᵀ and p·v
+  return c.numLayers * (attnProj + mlp + attn) + 2 * headRows * d * c.vocabSize;
+}
+
+/**
+ * FLOPs of the backward pass to the input embeddings only (no weight gradients): each product
+ * needs one more product of the same size for its input's gradient, attention two.
+ */
+export function inputBackwardFlops(c: ModelConfig, batch: number, seq: number, headRows: number): number {
+  const attn = 2 * 2 * batch * c.numHeads * seq * seq * c.headDim;
+  return forwardFlops(c, batch, seq, headRows) + c.numLayers * attn;
+}
+
+export function peakRssMb(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}

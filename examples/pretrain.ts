@@ -1,0 +1,290 @@
+/**
+ * Pretrain the offline demo's base model, examples/models/tiny-tasks: a tiny Llama that learns the
+ * four tagged skills of examples/tasks.ts (copy, reverse, sort, increment) from scratch, with every
+ * weight trained by softprompt's own engine: the LM loss graph is differentiated with respect to all
+ * weights (`grad(loss, weights)`), compiled to ONNX and run by ONNX Runtime; AdamW updates the host
+ * copies in place.
+ *
+ *     npx tsx examples/pretrain.ts [--steps 3000] [--seed 1234] [--out examples/models/tiny-tasks]
+ *
+ * Seeded and deterministic (for one machine and thread count). At the end it prints each task's exact
+ * match on held-out inputs with the tag, and without it: untagged, the model cannot know the task.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { grad } from "../src/graph/autodiff.js";
+import * as o from "../src/graph/ops.js";
+import * as nn from "../src/graph/nn.js";
+import type { Value } from "../src/graph/ir.js";
+import { buildModel } from "../src/models/build.js";
+import type { CausalLM } from "../src/models/causal-lm.js";
+import { tensorSpec } from "../src/models/checkpoint.js";
+import { type ModelConfig, parseModelConfig } from "../src/models/config.js";
+import { arangePositions, attentionPattern, idsTensor } from "../src/models/inputs.js";
+import { writeSafetensors, type TensorToWrite } from "../src/models/safetensors.js";
+import { Program, type Tensor } from "../src/runtime/session.js";
+import { type Tokenizer, tokenizerFromParts } from "../src/tokenizer/index.js";
+import { assertFinite, clipGradNorm } from "../src/train/clip.js";
+import { AdamW } from "../src/train/optim.js";
+import { learningRate } from "../src/train/schedule.js";
+import { Rng } from "../src/util/rng.js";
+import {
+  MAX_NEW_TOKENS,
+  TASKS,
+  VOCAB,
+  type Example,
+  type Task,
+  exactMatch,
+  makeExample,
+  sampleInput,
+  sampleInputs,
+  tokenizerFiles,
+} from "./tasks.js";
+
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+export const MODEL_DIR = resolve(HERE, "models/tiny-tasks");
+
+/** HF transformers 4.x LlamaConfig fields. */
+const CONFIG = {
+  architectures: ["LlamaForCausalLM"],
+  model_type: "llama",
+  vocab_size: VOCAB.length,
+  hidden_size: 64,
+  intermediate_size: 192,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 16,
+  hidden_act: "silu",
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000.0,
+  rope_scaling: null,
+  attention_bias: false,
+  attention_dropout: 0.0,
+  mlp_bias: false,
+  tie_word_embeddings: true,
+  initializer_range: 0.02,
+  pretraining_tp: 1,
+  use_cache: true,
+  bos_token_id: null,
+  eos_token_id: 0,
+  pad_token_id: 0,
+  torch_dtype: "float32",
+  transformers_version: "4.46.0",
+};
+
+const GENERATION_CONFIG = { eos_token_id: 0, pad_token_id: 0, do_sample: false, max_new_tokens: MAX_NEW_TOKENS };
+
+const TRAIN = {
+  batchSize: 64,
+  lr: 3e-3,
+  minLr: 1e-4,
+  warmupSteps: 100,
+  weightDecay: 0.01,
+  maxGradNorm: 1.0,
+  logEvery: 50,
+  evalEvery: 500,
+  /** Held-out inputs scored per task, at the end (a quarter as many during training). */
+  evalExamples: 200,
+};
+
+// ---------------------------------------------------------------- model
+
+/**
+ * HF's LlamaPreTrainedModel._init_weights: every linear and embedding weight N(0, initializer_range²),
+ * RMSNorm weights 1. Drawn in tensorSpec order, so a seed fixes them.
+ */
+function initWeights(config: ModelConfig, std: number, rng: Rng): Map<string, Float32Array> {
+  const tensors = new Map<string, Float32Array>();
+  for (const { name, shape } of tensorSpec(config)) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(size);
+    if (name.endsWith("norm.weight")) data.fill(1);
+    else for (let i = 0; i < size; i++) data[i] = std * rng.normal();
+    tensors.set(name, data);
+  }
+  return tensors;
+}
+
+/**
+ * Mean cross-entropy of the answer tokens (and the EOS after them), with the LM head applied only at
+ * the positions that predict them, as src/train/objective.ts does for prompts. Rows are right-padded:
+ * under the causal mask, padding after a row's last token never reaches its labelled positions.
+ */
+function lmLoss(lm: CausalLM): Value {
+  const d = lm.config.hiddenSize;
+  const ids = o.input("input_ids", "int64", ["batch", "seq"]);
+  const positions = o.input("position_ids", "int64", ["batch", "seq"]);
+  const allowed = o.input("allowed", "bool", ["batch", 1, "seq", "seq"]);
+  const labelPositions = o.input("label_positions", "int64", ["labels"]);
+  const labelTargets = o.input("label_targets", "int64", ["labels"]);
+  const { hidden } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed });
+  const picked = o.gather(o.reshape(hidden, [-1, d]), labelPositions, 0); // [M, d]
+  return nn.crossEntropy(lm.lmHead(picked), labelTargets);
+}
+
+interface Sequence {
+  ids: number[];
+  /** Index of the first answer token: positions answerStart-1 .. end-2 predict the answer and the EOS. */
+  answerStart: number;
+}
+
+/** prompt ++ completion ++ EOS, with the two texts encoded separately as src/data/tokenize.ts does. */
+function encodeExample(tokenizer: Tokenizer, ex: Example): Sequence {
+  const prompt = tokenizer.encode(ex.prompt, { addSpecialTokens: true });
+  const completion = tokenizer.encode(ex.completion, { addSpecialTokens: false });
+  return { ids: [...prompt, ...completion, tokenizer.eosTokenIds[0]], answerStart: prompt.length };
+}
+
+function batchFeeds(batch: Sequence[], pad: number): { feeds: Record<string, Tensor>; tokens: number } {
+  const T = Math.max(...batch.map((s) => s.ids.length));
+  const B = batch.length;
+  const positions: bigint[] = [];
+  const targets: bigint[] = [];
+  batch.forEach((s, b) => {
+    for (let t = s.answerStart - 1; t < s.ids.length - 1; t++) {
+      positions.push(BigInt(b * T + t));
+      targets.push(BigInt(s.ids[t + 1]));
+    }
+  });
+  const feeds = {
+    input_ids: idsTensor(batch.map((s) => [...s.ids, ...Array<number>(T - s.ids.length).fill(pad)])),
+    position_ids: arangePositions(B, T),
+    allowed: attentionPattern(batch.map(() => Array<number>(T).fill(1)), T),
+    label_positions: { data: BigInt64Array.from(positions), dims: [positions.length] },
+    label_targets: { data: BigInt64Array.from(targets), dims: [targets.length] },
+  };
+  return { feeds, tokens: batch.reduce((n, s) => n + s.ids.length, 0) };
+}
+
+// ---------------------------------------------------------------- evaluation
+
+export interface Accuracy {
+  tagged: Record<Task, number>;
+  untagged: Record<Task, number>;
+}
+
+/** Exact match per task on held-out inputs, with and without the tag (the same inputs both ways). */
+async function evaluate(lm: CausalLM, tokenizer: Tokenizer, inputs: number[][]): Promise<Accuracy> {
+  const tagged = {} as Record<Task, number>;
+  const untagged = {} as Record<Task, number>;
+  for (const task of TASKS) {
+    tagged[task] = await exactMatch(lm, tokenizer, inputs.map((xs) => makeExample(task, xs, true)));
+    untagged[task] = await exactMatch(lm, tokenizer, inputs.map((xs) => makeExample(task, xs, false)));
+  }
+  return { tagged, untagged };
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const row = (acc: Record<Task, number>) => TASKS.map((t) => `${t} ${pct(acc[t])}`).join("  ");
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      steps: { type: "string", default: "3000" },
+      seed: { type: "string", default: "1234" },
+      out: { type: "string", default: MODEL_DIR },
+    },
+  });
+  const steps = Number(values.steps);
+  const seed = Number(values.seed);
+  const outDir = resolve(values.out!);
+
+  const files = tokenizerFiles();
+  const tokenizer = tokenizerFromParts({
+    tokenizerJson: files.tokenizer,
+    tokenizerConfig: files.tokenizerConfig,
+    generationConfig: GENERATION_CONFIG,
+  });
+  const config = parseModelConfig(CONFIG, "config.json");
+  if (tokenizer.vocabSize !== config.vocabSize) throw new Error(`tokenizer has ${tokenizer.vocabSize} ids, config ${config.vocabSize}`);
+
+  const rng = new Rng(seed);
+  const params = initWeights(config, CONFIG.initializer_range, rng);
+  const lm = buildModel(config, params);
+  const names = [...params.keys()];
+  const count = [...params.values()].reduce((n, p) => n + p.length, 0);
+  console.log(`tiny-tasks: llama, ${config.numLayers} layers, hidden ${config.hiddenSize}, ${count.toLocaleString()} parameters`);
+
+  // The whole model is the trainable set: one gradient output per weight.
+  const loss = lmLoss(lm);
+  const grads = grad(loss, names.map((n) => lm.weights.get(n)));
+  const outputs: Record<string, Value> = { loss };
+  grads.forEach((g, i) => (outputs[`grad_${i}`] = g));
+  let t0 = performance.now();
+  const program = await Program.compile(outputs);
+  console.log(`compiled the training graph in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const evalRng = new Rng(seed + 1);
+  const evalInputs = sampleInputs(evalRng, "heldout", TRAIN.evalExamples);
+  const optimizer = new AdamW({ weightDecay: TRAIN.weightDecay });
+  const schedule = { lr: TRAIN.lr, minLr: TRAIN.minLr, warmupSteps: TRAIN.warmupSteps, totalSteps: steps, decay: "cosine" as const };
+  const pad = tokenizer.padTokenId ?? 0;
+
+  t0 = performance.now();
+  let windowStart = t0;
+  let windowTokens = 0;
+  let windowLoss = 0;
+  for (let step = 0; step < steps; step++) {
+    // A mixed batch: each row a random task on a random pretraining input, with its tag.
+    const batch = Array.from({ length: TRAIN.batchSize }, () => {
+      const task = TASKS[rng.int(TASKS.length)];
+      return encodeExample(tokenizer, makeExample(task, sampleInput(rng, "train"), true));
+    });
+    const { feeds, tokens } = batchFeeds(batch, pad);
+    const weightFeeds: Record<string, Tensor> = {};
+    for (const name of names) weightFeeds[name] = { data: params.get(name)!, dims: lm.weights.tensor(name).shape };
+    const out = await program.run({ ...feeds, ...weightFeeds });
+
+    const lossValue = (out.loss.data as Float32Array)[0];
+    const gradMap = new Map(names.map((n, i) => [n, out[`grad_${i}`].data as Float32Array]));
+    assertFinite(lossValue, step);
+    assertFinite(gradMap, step);
+    clipGradNorm(gradMap, TRAIN.maxGradNorm);
+    optimizer.step(params, gradMap, learningRate(step, schedule));
+
+    windowTokens += tokens;
+    windowLoss += lossValue;
+    if ((step + 1) % TRAIN.logEvery === 0 || step === steps - 1) {
+      const now = performance.now();
+      const n = (step % TRAIN.logEvery) + 1;
+      const rate = windowTokens / ((now - windowStart) / 1000);
+      console.log(
+        `step ${String(step + 1).padStart(5)}/${steps}  loss ${(windowLoss / n).toFixed(4)}  ` +
+          `lr ${learningRate(step, schedule).toExponential(2)}  ${Math.round(rate)} tokens/s  ${((now - t0) / 1000).toFixed(0)} s`,
+      );
+      windowStart = now;
+      windowTokens = 0;
+      windowLoss = 0;
+    }
+    if ((step + 1) % TRAIN.evalEvery === 0 && step < steps - 1) {
+      const acc = await evaluate(lm, tokenizer, evalInputs.slice(0, TRAIN.evalExamples / 4));
+      console.log(`  held-out, tagged:  ${row(acc.tagged)}`);
+    }
+  }
+  const trainSeconds = (performance.now() - t0) / 1000;
+
+  const acc = await evaluate(lm, tokenizer, evalInputs);
+  console.log(`\ntrained ${steps} steps in ${trainSeconds.toFixed(0)} s`);
+  console.log(`held-out exact match (${evalInputs.length} inputs per task):`);
+  console.log(`  with the tag:     ${row(acc.tagged)}`);
+  console.log(`  without the tag:  ${row(acc.untagged)}`);
+
+  await mkdir(outDir, { recursive: true });
+  const tensors: Record<string, TensorToWrite> = {};
+  for (const name of names) tensors[name] = { dtype: "F32", shape: lm.weights.tensor(name).shape, data: params.get(name)! };
+  await writeSafetensors(join(outDir, "model.safetensors"), tensors, { format: "pt" });
+  const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+  await writeFile(join(outDir, "config.json"), json(CONFIG));
+  await writeFile(join(outDir, "generation_config.json"), json(GENERATION_CONFIG));
+  await writeFile(join(outDir, "tokenizer.json"), json(files.tokenizer));
+  await writeFile(join(outDir, "tokenizer_config.json"), json(files.tokenizerConfig));
+  console.log(`wrote ${outDir}`);
+}
+
+await main();

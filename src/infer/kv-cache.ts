@@ -1,0 +1,151 @@
+/**
+ * Soft prompts at inference, and the cache of their keys and values. Virtual tokens come first,
+ * take positions 0..n-1 and attend only to each other, so their keys/values (and the logits after the
+ * last of them) depend on the prompt alone: computed once per prompt, they are the cached `past` of
+ * every request that uses it, in any batch, in any call.
+ */
+import { fail } from "../util/errors.js";
+import type { CausalLM } from "../models/causal-lm.js";
+import { arangePositions, attentionPattern } from "../models/inputs.js";
+import type { Tensor } from "../runtime/session.js";
+import { pastName, promptProgram, presentName } from "./step.js";
+
+/** A trained soft prompt: `embeddings` is [n, hidden] row-major; `id` names it for the cache. */
+export interface SoftPrompt {
+  /** Cache key: the same id with different embeddings is recomputed, never served stale. */
+  id: string;
+  embeddings: Float32Array;
+  /** [n, hidden]; when left out, n = embeddings.length / hidden. */
+  dims?: readonly number[];
+}
+
+/** Keys and values of one layer on the host, each [batch, kvHeads, length, headDim] row-major. */
+export interface HostKV {
+  key: Float32Array;
+  value: Float32Array;
+}
+
+/** What a prompt leaves for the tokens after it. */
+export interface PromptState {
+  numVirtual: number;
+  /** Per layer, [1, kvHeads, n, headDim]. */
+  layers: HostKV[];
+  /** [vocab]: the logits after the last virtual token (they predict the first real token). */
+  lastLogits: Float32Array;
+}
+
+/** Check a soft prompt against the model; returns its number of virtual tokens. */
+export function checkSoftPrompt(lm: CausalLM, prompt: SoftPrompt, field = "prompt"): number {
+  const d = lm.config.hiddenSize;
+  if (typeof prompt.id !== "string" || prompt.id.length === 0) fail("usage", "a soft prompt needs a non-empty id (its cache key)", { field });
+  if (!(prompt.embeddings instanceof Float32Array)) fail("usage", "soft prompt embeddings must be a Float32Array [n, hidden]", { field });
+  const len = prompt.embeddings.length;
+  if (prompt.dims !== undefined) {
+    const [n, width] = prompt.dims;
+    if (prompt.dims.length !== 2 || width !== d) {
+      fail("usage", `soft prompt "${prompt.id}" is [${prompt.dims.join(", ")}], but the model's hidden size is ${d}: expected [n, ${d}]`, { field });
+    }
+    if (n * width !== len) fail("usage", `soft prompt "${prompt.id}" has ${len} values, not ${n}×${width}`, { field });
+  } else if (len % d !== 0) {
+    fail("usage", `soft prompt "${prompt.id}" has ${len} values, not a multiple of the model's hidden size ${d}`, { field });
+  }
+  if (len === 0) fail("usage", `soft prompt "${prompt.id}" has no virtual tokens`, { field });
+  for (let i = 0; i < len; i++) {
+    if (!Number.isFinite(prompt.embeddings[i])) fail("usage", `soft prompt "${prompt.id}" holds a non-finite value at ${i}`, { field });
+  }
+  return len / d;
+}
+
+/** Prompt states of one model, keyed by prompt id, least recently used evicted first. */
+export class PromptCache {
+  private readonly entries = new Map<string, { embeddings: Float32Array; state: Promise<PromptState> }>();
+
+  constructor(
+    readonly lm: CausalLM,
+    readonly maxEntries = 64,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The prompt's keys/values, computed on first use (or when its embeddings changed). */
+  get(prompt: SoftPrompt): Promise<PromptState> {
+    const hit = this.entries.get(prompt.id);
+    this.entries.delete(prompt.id);
+    if (hit !== undefined && sameValues(hit.embeddings, prompt.embeddings)) {
+      this.entries.set(prompt.id, hit); // most recently used goes last
+      return hit.state;
+    }
+    const n = checkSoftPrompt(this.lm, prompt);
+    const state = computePromptState(this.lm, prompt.embeddings, n);
+    this.entries.set(prompt.id, { embeddings: prompt.embeddings.slice(), state });
+    state.catch(() => this.entries.delete(prompt.id));
+    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    return state;
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+const defaultCaches = new WeakMap<CausalLM, PromptCache>();
+
+/** The cache `generate` and `scoreCompletions` use for a model unless given another. */
+export function promptCacheFor(lm: CausalLM): PromptCache {
+  let cache = defaultCaches.get(lm);
+  if (cache === undefined) {
+    cache = new PromptCache(lm);
+    defaultCaches.set(lm, cache);
+  }
+  return cache;
+}
+
+/** Run the virtual tokens alone (positions 0..n-1, causal) and keep their presents and last logits. */
+async function computePromptState(lm: CausalLM, embeddings: Float32Array, n: number): Promise<PromptState> {
+  const program = await promptProgram(lm);
+  const out = await program.run({
+    ...lm.weights.feedsFor(lm.weights.names()),
+    prompt_embeds: { data: embeddings, dims: [1, n, lm.config.hiddenSize] },
+    position_ids: arangePositions(1, n),
+    allowed: attentionPattern([Array<number>(n).fill(1)], n),
+  });
+  const layers = Array.from({ length: lm.config.numLayers }, (_, i) => ({
+    key: out[presentName(i, "key")].data as Float32Array,
+    value: out[presentName(i, "value")].data as Float32Array,
+  }));
+  return { numVirtual: n, layers, lastLogits: out.logits.data as Float32Array };
+}
+
+/**
+ * The batch's past: per layer [B, kvHeads, width, headDim] with row b's prompt (if any) in the last
+ * n_b columns and zeros before it (masked out by the key mask). Feeds named as the step program wants.
+ */
+export function batchPast(lm: CausalLM, prompts: readonly (PromptState | undefined)[], width: number): Record<string, Tensor> {
+  const { numLayers, numKvHeads: kvHeads, headDim: hd } = lm.config;
+  const B = prompts.length;
+  const feeds: Record<string, Tensor> = {};
+  for (let i = 0; i < numLayers; i++) {
+    for (const kind of ["key", "value"] as const) {
+      const data = new Float32Array(B * kvHeads * width * hd);
+      prompts.forEach((p, b) => {
+        if (p === undefined) return;
+        const n = p.numVirtual;
+        const src = p.layers[i][kind];
+        for (let h = 0; h < kvHeads; h++) {
+          data.set(src.subarray(h * n * hd, (h + 1) * n * hd), ((b * kvHeads + h) * width + width - n) * hd);
+        }
+      });
+      feeds[pastName(i, kind)] = { data, dims: [B, kvHeads, width, hd] };
+    }
+  }
+  return feeds;
+}
+
+function sameValues(a: Float32Array, b: Float32Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}

@@ -1,0 +1,82 @@
+/**
+ * The compiled programs of inference, one set per model, built once and reused:
+ *  - prompt: a soft prompt's embeddings alone → its keys/values and the logits after its last token;
+ *  - prefill: the left-padded token rows, with no past → logits at the last column and the presents;
+ *  - step: token rows after a past (the prompts' cache, or everything so far) → the same outputs.
+ *    All dims but the model's are symbolic, so this one graph is both the prefill after soft prompts
+ *    (seq = padded length) and the one-token decode (seq = 1).
+ */
+import * as o from "../graph/ops.js";
+import type { Value } from "../graph/ir.js";
+import type { CausalLM, KV } from "../models/causal-lm.js";
+import { Program } from "../runtime/session.js";
+
+export const pastName = (layer: number, kind: "key" | "value") => `past.${layer}.${kind}`;
+export const presentName = (layer: number, kind: "key" | "value") => `present.${layer}.${kind}`;
+
+const programs = new WeakMap<CausalLM, Map<string, Promise<Program>>>();
+
+/** The compiled program of one kind for a model (compiled on first use). */
+export function stepProgram(lm: CausalLM, kind: "prefill" | "step"): Promise<Program> {
+  return programFor(lm, kind, () => stepGraph(lm, kind === "step"));
+}
+
+export function promptProgram(lm: CausalLM): Promise<Program> {
+  return programFor(lm, "prompt", () => promptGraph(lm));
+}
+
+/** A model's program named `kind`, built and compiled by `build` the first time it is asked for. */
+export function programFor(lm: CausalLM, kind: string, build: () => Record<string, Value>): Promise<Program> {
+  let byKind = programs.get(lm);
+  if (byKind === undefined) programs.set(lm, (byKind = new Map()));
+  let program = byKind.get(kind);
+  if (program === undefined) {
+    program = Program.compile(build());
+    byKind.set(kind, program);
+    program.catch(() => byKind.delete(kind));
+  }
+  return program;
+}
+
+/** Per layer, graph inputs for a past of run-time length: [batch, kvHeads, past, headDim]. */
+export function pastInputs(lm: CausalLM): KV[] {
+  const { numLayers, numKvHeads, headDim } = lm.config;
+  const shape = ["batch", numKvHeads, "past", headDim];
+  return Array.from({ length: numLayers }, (_, i) => ({
+    key: o.input(pastName(i, "key"), "float32", shape),
+    value: o.input(pastName(i, "value"), "float32", shape),
+  }));
+}
+
+/** hidden [B, T, d] → logits [B, V] of the last column (left padding puts every row's last token there). */
+export function lastLogits(lm: CausalLM, hidden: Value): Value {
+  return lm.lmHead(o.gather(hidden, o.constant(BigInt64Array.of(-1n), [], "int64"), 1));
+}
+
+function withPresents(logits: Value, presents: KV[]): Record<string, Value> {
+  const out: Record<string, Value> = { logits };
+  presents.forEach((kv, i) => {
+    out[presentName(i, "key")] = kv.key;
+    out[presentName(i, "value")] = kv.value;
+  });
+  return out;
+}
+
+/** Token ids [B, seq] at positions [B, seq], after an optional past; `allowed` spans past + seq keys. */
+function stepGraph(lm: CausalLM, withPast: boolean): Record<string, Value> {
+  const ids = o.input("input_ids", "int64", ["batch", "seq"]);
+  const positions = o.input("position_ids", "int64", ["batch", "seq"]);
+  const past = withPast ? pastInputs(lm) : undefined;
+  const allowed = o.input("allowed", "bool", ["batch", 1, "seq", withPast ? "past+seq" : "seq"]);
+  const { hidden, presents } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past });
+  return withPresents(lastLogits(lm, hidden), presents);
+}
+
+/** Virtual-token embeddings [1, n, d] alone. */
+function promptGraph(lm: CausalLM): Record<string, Value> {
+  const embeds = o.input("prompt_embeds", "float32", ["batch", "n", lm.config.hiddenSize]);
+  const positions = o.input("position_ids", "int64", ["batch", "n"]);
+  const allowed = o.input("allowed", "bool", ["batch", 1, "n", "n"]);
+  const { hidden, presents } = lm.forward({ inputsEmbeds: embeds, positions, allowed });
+  return withPresents(lastLogits(lm, hidden), presents);
+}

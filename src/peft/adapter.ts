@@ -1,0 +1,87 @@
+/**
+ * PEFT's adapter folder: adapter_config.json + adapter_model.safetensors, exactly the layout
+ * PEFT's save_pretrained writes, so adapters move between softprompt and Python both ways.
+ * Each file is written atomically (temporary file, then rename).
+ */
+import { promises as fsp, existsSync } from "node:fs";
+import { join } from "node:path";
+import { fail } from "../util/errors.js";
+import { writeFileAtomic } from "../util/fs.js";
+import { SafetensorsFile, writeSafetensors } from "../models/safetensors.js";
+import { promptTuningConfigSchema, type PromptTuningConfig } from "./prompt-tuning/config.js";
+
+export const ADAPTER_CONFIG = "adapter_config.json";
+export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
+/** The peft version whose format we write. */
+export const PEFT_VERSION = "0.21.0";
+
+export interface PromptAdapter {
+  config: PromptTuningConfig;
+  /** [numVirtualTokens, tokenDim] */
+  embeddings: Float32Array;
+}
+
+export async function savePromptAdapter(dir: string, adapter: PromptAdapter): Promise<void> {
+  const { config, embeddings } = adapter;
+  const n = config.num_virtual_tokens;
+  const d = config.token_dim;
+  if (embeddings.length !== n * d) fail("adapter", `prompt has ${embeddings.length} values, expected ${n} × ${d}`);
+  // Each file is replaced atomically; the folder itself may hold other things (a training log, checkpoints).
+  await fsp.mkdir(dir, { recursive: true });
+  await writeSafetensors(join(dir, ADAPTER_WEIGHTS), { prompt_embeddings: { dtype: "F32", shape: [n, d], data: embeddings } }, { format: "pt" });
+  const json = { peft_version: PEFT_VERSION, ...sortKeys(config) };
+  await writeFileAtomic(join(dir, ADAPTER_CONFIG), JSON.stringify(json, null, 2) + "\n");
+}
+
+export async function loadPromptAdapter(dir: string): Promise<PromptAdapter> {
+  const configPath = join(dir, ADAPTER_CONFIG);
+  const weightsPath = join(dir, ADAPTER_WEIGHTS);
+  for (const f of [configPath, weightsPath]) if (!existsSync(f)) fail("adapter", "missing: an adapter folder holds adapter_config.json and adapter_model.safetensors", { file: f });
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await fsp.readFile(configPath, "utf8"));
+  } catch (err) {
+    return fail("adapter", `not valid JSON: ${(err as Error).message}`, { file: configPath }, err);
+  }
+  const kind = (raw as { peft_type?: unknown })?.peft_type;
+  if (kind !== "PROMPT_TUNING") fail("adapter", `peft_type ${JSON.stringify(kind)} is not supported here; expected "PROMPT_TUNING"`, { file: configPath, field: "peft_type" });
+  const parsed = promptTuningConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    fail("adapter", issue.message, { file: configPath, field: issue.path.join(".") });
+  }
+  const config = parsed.data;
+  if (config.num_transformer_submodules !== 1) {
+    fail("adapter", `num_transformer_submodules ${config.num_transformer_submodules} is for encoder-decoder models; expected 1`, { file: configPath, field: "num_transformer_submodules" });
+  }
+  const file = await SafetensorsFile.open(weightsPath);
+  try {
+    if (!file.has("prompt_embeddings")) fail("adapter", "no tensor prompt_embeddings", { file: weightsPath });
+    const info = file.info("prompt_embeddings");
+    const want = [config.num_virtual_tokens, config.token_dim];
+    if (info.shape.length !== 2 || info.shape[0] !== want[0] || info.shape[1] !== want[1]) {
+      fail("adapter", `shape [${info.shape.join(", ")}] does not match the config's [${want.join(", ")}]`, { file: weightsPath, tensor: "prompt_embeddings" });
+    }
+    const embeddings = await file.readFloat32("prompt_embeddings");
+    if (!embeddings.every(Number.isFinite)) fail("adapter", "holds NaN or Inf values", { file: weightsPath, tensor: "prompt_embeddings" });
+    return { config, embeddings };
+  } finally {
+    await file.close();
+  }
+}
+
+/** Refuse an adapter made for another model: its width, and the base model it names. */
+export function checkAdapterFits(adapter: PromptAdapter, model: { hiddenSize: number; name: string }, where: string): void {
+  const { token_dim, base_model_name_or_path } = adapter.config;
+  if (token_dim !== model.hiddenSize) {
+    fail("adapter", `token_dim ${token_dim} does not match the model's hidden size ${model.hiddenSize}`, { file: where, field: "token_dim" });
+  }
+  const lastPart = (s: string) => s.replace(/[\\/]+$/, "").split(/[\\/]/).pop()!.toLowerCase();
+  if (base_model_name_or_path && lastPart(base_model_name_or_path) !== lastPart(model.name)) {
+    fail("adapter", `made for base model "${base_model_name_or_path}", not "${model.name}"`, { file: where, field: "base_model_name_or_path" });
+  }
+}
+
+function sortKeys<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1))) as T;
+}

@@ -1,0 +1,27 @@
+/**
+ * PEFT's PromptTuningConfig as adapter_config.json holds it, validated with zod. Fields PEFT writes
+ * that we do not use are kept as they are, so a file round-trips unchanged.
+ */
+import { z } from "zod";
+
+export const PROMPT_INITS = ["random", "vocab", "text", "labels"] as const;
+export type PromptInit = (typeof PROMPT_INITS)[number];
+
+/** Our init names as PEFT spells them; label init is text init over the label words. */
+export const PEFT_INIT: Record<PromptInit, string> = { random: "RANDOM", vocab: "SAMPLE_VOCAB", text: "TEXT", labels: "TEXT" };
+
+export const promptTuningConfigSchema = z.looseObject({
+  peft_type: z.literal("PROMPT_TUNING"),
+  task_type: z.literal("CAUSAL_LM"),
+  num_virtual_tokens: z.number().int().positive(),
+  token_dim: z.number().int().positive(),
+  num_transformer_submodules: z.number().int().positive().default(1),
+  num_attention_heads: z.number().int().positive().nullish(),
+  num_layers: z.number().int().positive().nullish(),
+  prompt_tuning_init: z.enum(["RANDOM", "TEXT", "SAMPLE_VOCAB"]).default("RANDOM"),
+  prompt_tuning_init_text: z.string().nullish(),
+  tokenizer_name_or_path: z.string().nullish(),
+  base_model_name_or_path: z.string().nullish(),
+  inference_mode: z.boolean().default(true),
+});
+export type PromptTuningConfig = z.infer<typeof promptTuningConfigSchema>;
