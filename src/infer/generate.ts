@@ -82,6 +82,7 @@ interface Row {
   finish?: FinishReason;
 }
 
+/** Continue each request's input (after its soft prompt, if any); results come back in request order. */
 export async function generate(
   lm: CausalLM,
   tokenizer: Tokenizer | undefined,
@@ -92,7 +93,7 @@ export async function generate(
   const V = lm.config.vocabSize;
   const eos = new Set(options.eosTokenIds ?? tokenizer?.eosTokenIds ?? []);
   const padId = options.padTokenId ?? tokenizer?.padTokenId ?? [...eos][0] ?? 0;
-  checkIds(lm, [...eos, padId], "eosTokenIds/padTokenId");
+  checkIds(lm, [padId], "padTokenId");
   const cache = options.promptCache ?? promptCacheFor(lm);
   if (cache.lm !== lm) fail("usage", "the prompt cache belongs to another model", { field: "promptCache" });
   const mode = options.positions ?? "row";

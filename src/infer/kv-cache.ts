@@ -79,8 +79,11 @@ export class PromptCache {
     }
     const n = checkSoftPrompt(this.lm, prompt);
     const state = computePromptState(this.lm, prompt.embeddings, n);
-    this.entries.set(prompt.id, { embeddings: prompt.embeddings.slice(), state });
-    state.catch(() => this.entries.delete(prompt.id));
+    const entry = { embeddings: prompt.embeddings.slice(), state };
+    this.entries.set(prompt.id, entry);
+    state.catch(() => {
+      if (this.entries.get(prompt.id) === entry) this.entries.delete(prompt.id);
+    });
     while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     return state;
   }
