@@ -1,4 +1,5 @@
 // Shared pieces of the benchmarks: real model shapes with random weights, timing, FLOP counts, peak memory.
+import { readFileSync } from "node:fs";
 import * as o from "../src/graph/ops.js";
 import { type ModelConfig, parseModelConfig } from "../src/models/config.js";
 import { tensorSpec } from "../src/models/checkpoint.js";
@@ -92,6 +93,16 @@ export function inputBackwardFlops(c: ModelConfig, batch: number, seq: number, h
   return forwardFlops(c, batch, seq, headRows) + c.numLayers * attn;
 }
 
+/**
+ * This process's peak resident memory in MiB. Linux's VmHWM belongs to the process's own address space;
+ * getrusage's maxRSS would also count the parent's peak, which a child inherits across fork and exec.
+ */
 export function peakRssMb(): number {
+  try {
+    const line = readFileSync("/proc/self/status", "utf8").match(/^VmHWM:\s+(\d+) kB/m);
+    if (line) return Number(line[1]) / 1024;
+  } catch {
+    // not Linux: fall through
+  }
   return process.resourceUsage().maxRSS / 1024;
 }

@@ -9,6 +9,8 @@ const ortVersion = () => (createRequire(import.meta.url)("onnxruntime-node/packa
 
 const benches: Record<string, () => Promise<object>> = {
   engine: async () => (await import("./engine.js")).benchEngine(),
+  load: async () => (await import("./load.js")).benchLoad(),
+  train: async () => (await import("./train.js")).benchTrain(),
 };
 
 const names = process.argv.slice(2).filter((a) => !a.startsWith("-"));

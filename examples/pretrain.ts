@@ -89,6 +89,9 @@ const TRAIN = {
   evalEvery: 500,
   /** Held-out inputs scored per task, at the end (a quarter as many during training). */
   evalExamples: 200,
+  /** Rows with a random prefix before the tag, and its longest length (see `junkPrefix`). */
+  junkFraction: 0.5,
+  maxJunk: 8,
 };
 
 // ---------------------------------------------------------------- model
@@ -132,11 +135,25 @@ interface Sequence {
   answerStart: number;
 }
 
-/** prompt ++ completion ++ EOS, with the two texts encoded separately as src/data/tokenize.ts does. */
-function encodeExample(tokenizer: Tokenizer, ex: Example): Sequence {
-  const prompt = tokenizer.encode(ex.prompt, { addSpecialTokens: true });
+/**
+ * prefix ++ prompt ++ completion ++ EOS, with the texts encoded separately as src/data/tokenize.ts does.
+ * The prefix is context the model must learn to ignore (see `junkPrefix`).
+ */
+function encodeExample(tokenizer: Tokenizer, ex: Example, prefix: readonly number[] = []): Sequence {
+  const prompt = [...prefix, ...tokenizer.encode(ex.prompt, { addSpecialTokens: true })];
   const completion = tokenizer.encode(ex.completion, { addSpecialTokens: false });
   return { ids: [...prompt, ...completion, tokenizer.eosTokenIds[0]], answerStart: prompt.length };
+}
+
+/**
+ * Random tokens put before the tag in some pretraining rows, any token of the vocabulary, other tags
+ * included: the task is always the last tag, the one right before the input. A model that has learnt
+ * to ignore whatever comes before it is what prompt tuning needs: the virtual tokens sit in that place,
+ * and a prompt only has to act like a tag, whatever its other vectors hold and however long it is.
+ */
+function junkPrefix(rng: Rng, vocabSize: number): number[] {
+  if (rng.next() >= TRAIN.junkFraction) return [];
+  return Array.from({ length: 1 + rng.int(TRAIN.maxJunk) }, () => rng.int(vocabSize));
 }
 
 function batchFeeds(batch: Sequence[], pad: number): { feeds: Record<string, Tensor>; tokens: number } {
@@ -234,7 +251,8 @@ async function main(): Promise<void> {
     // A mixed batch: each row a random task on a random pretraining input, with its tag.
     const batch = Array.from({ length: TRAIN.batchSize }, () => {
       const task = TASKS[rng.int(TASKS.length)];
-      return encodeExample(tokenizer, makeExample(task, sampleInput(rng, "train"), true));
+      const prefix = junkPrefix(rng, config.vocabSize);
+      return encodeExample(tokenizer, makeExample(task, sampleInput(rng, "train"), true), prefix);
     });
     const { feeds, tokens } = batchFeeds(batch, pad);
     const weightFeeds: Record<string, Tensor> = {};

@@ -1,0 +1,35 @@
+// The peer baseline: real PEFT prompt tuning (shared/reference/bench_peft.py), run beside ours when the
+// reference stack is installed, so the ratio comes from one run on one machine.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface PeerResult {
+  model: string;
+  train_tokens_per_s: number;
+  forward_tokens_per_s: number;
+  train_step_s_median: number;
+}
+
+const REFERENCE = fileURLToPath(new URL("../../shared/reference/", import.meta.url));
+const PYTHON = join(process.env.REFERENCE_VENV ?? join(homedir(), ".cache/softprompt-reference/venv"), "bin/python");
+
+/** PEFT's numbers for these shapes, or null (with the reason) when the reference stack is absent. */
+export function runPeft(models: string[], steps = 3): { results: PeerResult[] } | { skipped: string } {
+  const script = join(REFERENCE, "bench_peft.py");
+  if (!existsSync(script)) return { skipped: `no ${script}` };
+  if (!existsSync(PYTHON)) return { skipped: `no reference venv at ${PYTHON} (build it with shared/reference/setup.sh)` };
+  const out = join(mkdtempSync(join(tmpdir(), "peft-bench-")), "peft.json");
+  const env = { ...process.env };
+  // bench_peft.py's README: run with these unset, or numpy/torch take a slow path.
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const results: PeerResult[] = [];
+  for (const model of models) {
+    execFileSync(PYTHON, [script, "--model", model, "--steps", String(steps), "--json", out], { env, stdio: ["ignore", "ignore", "inherit"] });
+    results.push(...(JSON.parse(readFileSync(out, "utf8")) as { results: PeerResult[] }).results);
+  }
+  return { results };
+}

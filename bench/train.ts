@@ -1,0 +1,98 @@
+// The training benchmark: prompt-tuning steps (loss + gradient + AdamW) on GPT-2-small and SmolLM2-135M
+// shapes, batch 8 × (20 virtual + 108 text) tokens, loss on every text token, beside real PEFT on the same
+// shapes; and generation tokens/s with the prompt's keys/values cached and recomputed.
+import { buildModel } from "../src/models/build.js";
+import { parseTrainConfig } from "../src/train/config.js";
+import { trainPrompt } from "../src/train/trainer.js";
+import { generate } from "../src/infer/generate.js";
+import { PromptCache } from "../src/infer/kv-cache.js";
+import { tokenizerFromParts } from "../src/tokenizer/index.js";
+import { Rng } from "../src/util/rng.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { peakRssMb, randomWeights, shapeConfig } from "./common.js";
+import { BATCH, TEXT, VIRTUAL } from "./engine.js";
+import { runPeft } from "./peer.js";
+
+const STEPS = 4;
+
+async function trainThroughput(shape: string) {
+  const config = shapeConfig(shape);
+  const lm = buildModel(config, randomWeights(config));
+  const rng = new Rng(11);
+  const items = Array.from({ length: BATCH }, () => {
+    const ids = Array.from({ length: TEXT }, () => rng.int(config.vocabSize));
+    return { inputIds: ids, labels: ids };
+  });
+  const outputDir = mkdtempSync(join(tmpdir(), "bench-train-"));
+  const stepSeconds: number[] = [];
+  let last = performance.now();
+  await trainPrompt({
+    lm,
+    tokenizer: stubTokenizer(),
+    baseModelName: shape,
+    train: items,
+    valid: [],
+    config: parseTrainConfig({ numVirtualTokens: VIRTUAL, steps: STEPS + 1, batchSize: BATCH, init: "random", saveEvery: 1000 }),
+    outputDir,
+    onStep: () => {
+      const now = performance.now();
+      stepSeconds.push((now - last) / 1000);
+      last = now;
+    },
+  });
+  rmSync(outputDir, { recursive: true });
+  const timed = stepSeconds.slice(1).sort((a, b) => a - b); // the first step includes compilation
+  const median = timed[Math.floor(timed.length / 2)];
+  return { lm, step_s_median: median, train_tokens_per_s: (BATCH * (VIRTUAL + TEXT)) / median };
+}
+
+async function generationThroughput(lm: ReturnType<typeof buildModel>) {
+  const rng = new Rng(5);
+  const d = lm.config.hiddenSize;
+  const prompt = { id: "bench", embeddings: Float32Array.from({ length: VIRTUAL * d }, () => rng.normal() * 0.02) };
+  const newTokens = 16;
+  const requests = Array.from({ length: BATCH }, () => ({
+    inputIds: Array.from({ length: 16 }, () => rng.int(lm.config.vocabSize)),
+    prompt,
+    maxNewTokens: newTokens,
+  }));
+  const time = async (cache: () => PromptCache) => {
+    await generate(lm, undefined, requests, { promptCache: cache() }); // warm-up: compiles the programs
+    const t0 = performance.now();
+    await generate(lm, undefined, requests, { promptCache: cache() });
+    return (BATCH * newTokens) / ((performance.now() - t0) / 1000);
+  };
+  const warm = new PromptCache(lm);
+  return {
+    batch: BATCH,
+    input_tokens: 16,
+    new_tokens: newTokens,
+    tokens_per_s_prompt_cached: await time(() => warm),
+    tokens_per_s_prompt_recomputed: await time(() => new PromptCache(lm)),
+  };
+}
+
+/** Training needs no real tokenizer here: the data is already ids. */
+function stubTokenizer() {
+  return tokenizerFromParts({
+    tokenizerJson: { version: "1.0", model: { type: "WordLevel", vocab: { "<eos>": 0 }, unk_token: "<eos>" }, added_tokens: [{ id: 0, content: "<eos>", special: true }] },
+    tokenizerConfig: { eos_token: "<eos>" },
+  });
+}
+
+export async function benchTrain() {
+  const shapes = ["gpt2-small", "smollm2-135m"];
+  const ours: Record<string, object> = {};
+  for (const shape of shapes) {
+    const { lm, ...train } = await trainThroughput(shape);
+    ours[shape] = { ...train, generation: await generationThroughput(lm) };
+  }
+  const peer = runPeft(shapes);
+  const ratios =
+    "results" in peer
+      ? Object.fromEntries(peer.results.map((p) => [p.model, (ours[p.model] as { train_tokens_per_s: number }).train_tokens_per_s / p.train_tokens_per_s]))
+      : null;
+  return { batch: BATCH, virtual_tokens: VIRTUAL, text_tokens: TEXT, ours, peft: peer, train_speedup_vs_peft: ratios, peak_rss_mb: peakRssMb() };
+}
