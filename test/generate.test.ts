@@ -2,11 +2,8 @@
 // against the same generation recomputed without a cache, alone or in mixed batches.
 import { describe, expect, it } from "vitest";
 import * as o from "../src/graph/ops.js";
-import { readModelConfig } from "../src/models/config.js";
-import { loadWeights } from "../src/models/checkpoint.js";
-import { buildModel } from "../src/models/build.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
-import { arangePositions, attentionPattern, idsTensor } from "../src/models/inputs.js";
+import { attentionPattern, idsTensor } from "../src/models/inputs.js";
 import { prependPrompt } from "../src/peft/prompt-tuning/model.js";
 import { Program } from "../src/runtime/session.js";
 import { loadTokenizer } from "../src/tokenizer/index.js";
@@ -15,18 +12,10 @@ import { Rng } from "../src/util/rng.js";
 import { type GenerateRequest, type SoftPrompt, generate } from "../src/infer/generate.js";
 import { PromptCache } from "../src/infer/kv-cache.js";
 import { lastLogits } from "../src/infer/step.js";
-import { ARCHS, type Arch, modelDir, readCase, rows } from "./helpers/golden.js";
+import { ARCHS, modelDir, readCase, rows, loadGoldenModel } from "./helpers/golden.js";
 
 const EOS = 511;
-const models = new Map<Arch, Promise<CausalLM>>();
-function loadGolden(arch: Arch): Promise<CausalLM> {
-  let lm = models.get(arch);
-  if (lm === undefined) {
-    lm = readModelConfig(modelDir(arch)).then(async (config) => buildModel(config, await loadWeights(modelDir(arch), config)));
-    models.set(arch, lm);
-  }
-  return lm;
-}
+const loadGolden = loadGoldenModel;
 
 /** HF's output rows: the input, then the new tokens, padded with EOS after an EOS. */
 function asOutputRow(input: number[], ids: number[], maxNew: number): number[] {

@@ -1,17 +1,11 @@
 // Our GPT-2, Llama and Qwen2 graphs against the logits and hidden states transformers computed.
 import { describe, expect, it } from "vitest";
 import * as o from "../src/graph/ops.js";
-import { readModelConfig } from "../src/models/config.js";
-import { loadWeights } from "../src/models/checkpoint.js";
-import { buildModel } from "../src/models/build.js";
 import { arangePositions, attentionPattern, idsTensor, positionsFromMask } from "../src/models/inputs.js";
 import { Program } from "../src/runtime/session.js";
-import { ARCHS, type Arch, maxAbsDiff, modelDir, readCase, rows } from "./helpers/golden.js";
+import { ARCHS, maxAbsDiff, readCase, rows, loadGoldenModel } from "./helpers/golden.js";
 
-async function loadGolden(arch: Arch) {
-  const config = await readModelConfig(modelDir(arch));
-  return buildModel(config, await loadWeights(modelDir(arch), config));
-}
+const loadGolden = loadGoldenModel;
 
 describe.each(ARCHS)("%s forward matches transformers", (arch) => {
   it("logits and hidden states at valid positions, with and without mask-derived positions", async () => {

@@ -2,17 +2,11 @@
 import { describe, expect, it } from "vitest";
 import * as o from "../src/graph/ops.js";
 import { grad } from "../src/graph/autodiff.js";
-import { readModelConfig } from "../src/models/config.js";
-import { loadWeights } from "../src/models/checkpoint.js";
-import { buildModel } from "../src/models/build.js";
 import { promptLossFeeds, promptLossGraph } from "../src/train/objective.js";
 import { Program } from "../src/runtime/session.js";
-import { ARCHS, type Arch, maxAbsDiff, modelDir, readCase } from "./helpers/golden.js";
+import { ARCHS, maxAbsDiff, readCase, loadGoldenModel } from "./helpers/golden.js";
 
-async function loadGolden(arch: Arch) {
-  const config = await readModelConfig(modelDir(arch));
-  return buildModel(config, await loadWeights(modelDir(arch), config));
-}
+const loadGolden = loadGoldenModel;
 
 describe.each(ARCHS)("%s prompt tuning matches PEFT", (arch) => {
   it("loss, logits and prompt gradient", async () => {

@@ -1,25 +1,13 @@
 // Completion log-likelihoods: PEFT's prompt-tuning loss on the golden models, agreement with greedy
 // generation, batch independence, and classification by choices.
 import { describe, expect, it } from "vitest";
-import { readModelConfig } from "../src/models/config.js";
-import { loadWeights } from "../src/models/checkpoint.js";
-import { buildModel } from "../src/models/build.js";
-import type { CausalLM } from "../src/models/causal-lm.js";
 import { SoftpromptError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 import { type SoftPrompt, generate } from "../src/infer/generate.js";
 import { type ScoreRequest, scoreChoices, scoreCompletions } from "../src/infer/score.js";
-import { ARCHS, type Arch, modelDir, readCase, rows } from "./helpers/golden.js";
+import { ARCHS, readCase, rows, loadGoldenModel } from "./helpers/golden.js";
 
-const models = new Map<Arch, Promise<CausalLM>>();
-function loadGolden(arch: Arch): Promise<CausalLM> {
-  let lm = models.get(arch);
-  if (lm === undefined) {
-    lm = readModelConfig(modelDir(arch)).then(async (config) => buildModel(config, await loadWeights(modelDir(arch), config)));
-    models.set(arch, lm);
-  }
-  return lm;
-}
+const loadGolden = loadGoldenModel;
 
 function randomPrompt(id: string, n: number, d: number, seed: number): SoftPrompt {
   const rng = new Rng(seed);

@@ -10,7 +10,7 @@ import type { ModelConfig, RopeConfig } from "./config.js";
 import { type CausalLM, type ForwardArgs, type ForwardResult, type KV, Weights, mergeHeads, splitHeads, withPast } from "./causal-lm.js";
 
 export function llama(config: ModelConfig, weights: Weights): CausalLM {
-  const { hiddenSize: d, numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps } = config;
+  const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps } = config;
   const w = (name: string) => weights.get(name);
   const bias = (name: string, on: boolean) => (on ? w(name) : undefined);
   const invFreq = rotaryInverseFrequencies(config.rope!, hd);

@@ -3,6 +3,10 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { SafetensorsFile } from "../../src/models/safetensors.js";
+import { readModelConfig } from "../../src/models/config.js";
+import { loadWeights } from "../../src/models/checkpoint.js";
+import { buildModel } from "../../src/models/build.js";
+import type { CausalLM } from "../../src/models/causal-lm.js";
 
 export const GOLDEN = fileURLToPath(new URL("../fixtures/golden/", import.meta.url));
 export const ARCHS = ["gpt2", "llama", "qwen2"] as const;
@@ -51,4 +55,15 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>, dims: num
       }
     }
   return m;
+}
+
+const models = new Map<Arch, Promise<CausalLM>>();
+/** The golden model of an architecture, loaded once per test file. */
+export function loadGoldenModel(arch: Arch): Promise<CausalLM> {
+  let lm = models.get(arch);
+  if (lm === undefined) {
+    lm = readModelConfig(modelDir(arch)).then(async (config) => buildModel(config, await loadWeights(modelDir(arch), config)));
+    models.set(arch, lm);
+  }
+  return lm;
 }

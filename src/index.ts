@@ -1,0 +1,39 @@
+/**
+ * softprompt's library API. The high-level calls mirror the CLI (train, generateText, evaluate,
+ * inspect, info); the pieces below them are exported for programs that build their own loops.
+ */
+export { train, generateText, evaluate, inspect, info, loadSoftPrompt } from "./workflows.js";
+export type { TrainOptions, TrainSummary, GenerateOptions as GenerateTextOptions, EvalOptions, EvalReport, InspectReport } from "./workflows.js";
+
+// Models and tokenizers
+export { loadModel, buildModel, type Model, type CausalLM, type ModelConfig } from "./models/index.js";
+export { resolveModelDir } from "./models/hub.js";
+export { loadTokenizer, type Tokenizer } from "./tokenizer/index.js";
+
+// Data
+export { readExamples, tokenizeExamples, makeBatches, splitTrainValid, type Example } from "./data/index.js";
+
+// Prompt tuning and the PEFT format
+export { savePromptAdapter, loadPromptAdapter, checkAdapterFits, type PromptAdapter } from "./peft/adapter.js";
+export { initPrompt } from "./peft/prompt-tuning/init.js";
+export { inspectPrompt, promptSimilarity } from "./peft/inspect.js";
+
+// Training
+export { trainPrompt, type TrainRun, type TrainEvent, type TrainResult } from "./train/trainer.js";
+export { parseTrainConfig, type TrainConfig } from "./train/config.js";
+export { promptLossGraph, promptLossFeeds } from "./train/objective.js";
+export { LossEvaluator } from "./train/evaluate.js";
+export { AdamW, Adafactor } from "./train/optim.js";
+
+// Inference
+export { generate, type GenerateRequest, type Generation, type SoftPrompt } from "./infer/generate.js";
+export { PromptCache } from "./infer/kv-cache.js";
+export { scoreCompletions, scoreChoices } from "./infer/score.js";
+export { evaluateTask } from "./infer/evaluate-task.js";
+
+// The engine
+export * as ops from "./graph/ops.js";
+export * as nn from "./graph/nn.js";
+export { grad } from "./graph/autodiff.js";
+export { Program, type Tensor } from "./runtime/session.js";
+export { SoftpromptError, type ErrorCode } from "./util/errors.js";
