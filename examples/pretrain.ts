@@ -22,7 +22,7 @@ import { buildModel } from "../src/models/build.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
 import { tensorSpec } from "../src/models/checkpoint.js";
 import { type ModelConfig, parseModelConfig } from "../src/models/config.js";
-import { arangePositions, attentionPattern, idsTensor } from "../src/models/inputs.js";
+import { arangePositions, attentionPattern } from "../src/models/inputs.js";
 import { writeSafetensors, type TensorToWrite } from "../src/models/safetensors.js";
 import { Program, type Tensor } from "../src/runtime/session.js";
 import { type Tokenizer, tokenizerFromParts } from "../src/tokenizer/index.js";
@@ -34,7 +34,6 @@ import {
   MAX_NEW_TOKENS,
   TASKS,
   VOCAB,
-  type Example,
   type Task,
   exactMatch,
   makeExample,
@@ -89,9 +88,11 @@ const TRAIN = {
   evalEvery: 500,
   /** Held-out inputs scored per task, at the end (a quarter as many during training). */
   evalExamples: 200,
-  /** Rows with a random prefix before the tag, and its longest length (see `junkPrefix`). */
-  junkFraction: 0.5,
-  maxJunk: 8,
+  /** Kinds of row (see sampleRow): tagged, tagged after a random prefix, and the rest untagged. */
+  taggedFraction: 0.4,
+  prefixedFraction: 0.35,
+  /** The longest random prefix. */
+  maxPrefix: 8,
 };
 
 // ---------------------------------------------------------------- model
@@ -116,65 +117,102 @@ function initWeights(config: ModelConfig, std: number, rng: Rng): Map<string, Fl
  * Mean cross-entropy of the answer tokens (and the EOS after them), with the LM head applied only at
  * the positions that predict them, as src/train/objective.ts does for prompts. Rows are right-padded:
  * under the causal mask, padding after a row's last token never reaches its labelled positions.
+ * Positions marked in `is_vector` take the vector in `vectors` instead of their token's embedding.
  */
 function lmLoss(lm: CausalLM): Value {
   const d = lm.config.hiddenSize;
   const ids = o.input("input_ids", "int64", ["batch", "seq"]);
+  const isVector = o.input("is_vector", "bool", ["batch", "seq", 1]);
+  const vectors = o.input("vectors", "float32", ["batch", "seq", d]);
   const positions = o.input("position_ids", "int64", ["batch", "seq"]);
   const allowed = o.input("allowed", "bool", ["batch", 1, "seq", "seq"]);
   const labelPositions = o.input("label_positions", "int64", ["labels"]);
   const labelTargets = o.input("label_targets", "int64", ["labels"]);
-  const { hidden } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed });
+  const inputsEmbeds = o.where(isVector, vectors, lm.embed(ids)); // [B, T, d]
+  const { hidden } = lm.forward({ inputsEmbeds, positions, allowed });
   const picked = o.gather(o.reshape(hidden, [-1, d]), labelPositions, 0); // [M, d]
   return nn.crossEntropy(lm.lmHead(picked), labelTargets);
 }
 
-interface Sequence {
-  ids: number[];
+/** A prefix item: a token id, or a vector that takes the place of a token embedding. */
+type Item = number | Float32Array;
+
+interface Row {
+  items: Item[];
   /** Index of the first answer token: positions answerStart-1 .. end-2 predict the answer and the EOS. */
   answerStart: number;
 }
 
 /**
- * prefix ++ prompt ++ completion ++ EOS, with the texts encoded separately as src/data/tokenize.ts does.
- * The prefix is context the model must learn to ignore (see `junkPrefix`).
+ * One pretraining row: prefix ++ prompt ++ completion ++ EOS, the texts encoded separately as
+ * src/data/tokenize.ts does, of one of three kinds:
+ *
+ *  - tagged (the demo's format):       reverse: 3 1 4 = 4 1 3 <eos>
+ *  - tagged after a random prefix:     ⟨random tokens and vectors⟩ reverse: 3 1 4 = 4 1 3 <eos>
+ *  - untagged, a random task's answer: [⟨random vectors⟩] 3 1 4 = 1 3 4 <eos>
+ *
+ * The prefixes are what prompt tuning needs. The virtual tokens of a soft prompt sit where the prefix
+ * is, and are vectors, not tokens; a model that has learnt that the task is the last tag before the
+ * input, whatever else comes first, and that without a tag every task is as likely, reads a prompt
+ * that does not act like a tag as "no tag" (each task about equally likely, a smooth place to start)
+ * and one that does as that tag, whatever its other vectors hold and however long it is. Untagged, the
+ * model cannot know the task and guesses among the four.
  */
-function encodeExample(tokenizer: Tokenizer, ex: Example, prefix: readonly number[] = []): Sequence {
+function sampleRow(rng: Rng, tokenizer: Tokenizer, d: number): Row {
+  const task = TASKS[rng.int(TASKS.length)];
+  const kind = rng.next();
+  const tagged = kind < TRAIN.taggedFraction + TRAIN.prefixedFraction;
+  const prefix: Item[] = [];
+  if (kind >= TRAIN.taggedFraction) {
+    const length = (tagged ? 1 : 0) + rng.int(TRAIN.maxPrefix + (tagged ? 0 : 1));
+    for (let i = 0; i < length; i++) {
+      // Untagged rows get vectors only: a random token could be a tag, or a digit that joins the input.
+      prefix.push(tagged && rng.next() < 0.5 ? rng.int(tokenizer.vocabSize) : randomVector(rng, d));
+    }
+  }
+  const ex = makeExample(task, sampleInput(rng, "train"), tagged);
   const prompt = [...prefix, ...tokenizer.encode(ex.prompt, { addSpecialTokens: true })];
   const completion = tokenizer.encode(ex.completion, { addSpecialTokens: false });
-  return { ids: [...prompt, ...completion, tokenizer.eosTokenIds[0]], answerStart: prompt.length };
+  return { items: [...prompt, ...completion, tokenizer.eosTokenIds[0]], answerStart: prompt.length };
 }
 
-/**
- * Random tokens put before the tag in some pretraining rows, any token of the vocabulary, other tags
- * included: the task is always the last tag, the one right before the input. A model that has learnt
- * to ignore whatever comes before it is what prompt tuning needs: the virtual tokens sit in that place,
- * and a prompt only has to act like a tag, whatever its other vectors hold and however long it is.
- */
-function junkPrefix(rng: Rng, vocabSize: number): number[] {
-  if (rng.next() >= TRAIN.junkFraction) return [];
-  return Array.from({ length: 1 + rng.int(TRAIN.maxJunk) }, () => rng.int(vocabSize));
+/** N(0, s²) per element, with the scale s log-uniform over [0.05, 1.5]: soft prompts start at any size. */
+function randomVector(rng: Rng, d: number): Float32Array {
+  const s = Math.exp(Math.log(0.05) + rng.next() * Math.log(1.5 / 0.05));
+  return Float32Array.from({ length: d }, () => s * rng.normal());
 }
 
-function batchFeeds(batch: Sequence[], pad: number): { feeds: Record<string, Tensor>; tokens: number } {
-  const T = Math.max(...batch.map((s) => s.ids.length));
+function batchFeeds(batch: Row[], pad: number, d: number): { feeds: Record<string, Tensor>; tokens: number } {
+  const T = Math.max(...batch.map((r) => r.items.length));
   const B = batch.length;
+  const ids = new BigInt64Array(B * T).fill(BigInt(pad));
+  const isVector = new Uint8Array(B * T);
+  const vectors = new Float32Array(B * T * d);
   const positions: bigint[] = [];
   const targets: bigint[] = [];
-  batch.forEach((s, b) => {
-    for (let t = s.answerStart - 1; t < s.ids.length - 1; t++) {
+  batch.forEach((r, b) => {
+    r.items.forEach((item, t) => {
+      if (typeof item === "number") ids[b * T + t] = BigInt(item);
+      else {
+        isVector[b * T + t] = 1;
+        vectors.set(item, (b * T + t) * d);
+      }
+    });
+    for (let t = r.answerStart - 1; t < r.items.length - 1; t++) {
       positions.push(BigInt(b * T + t));
-      targets.push(BigInt(s.ids[t + 1]));
+      targets.push(BigInt(r.items[t + 1] as number));
     }
   });
   const feeds = {
-    input_ids: idsTensor(batch.map((s) => [...s.ids, ...Array<number>(T - s.ids.length).fill(pad)])),
+    input_ids: { data: ids, dims: [B, T] },
+    is_vector: { data: isVector, dims: [B, T, 1] },
+    vectors: { data: vectors, dims: [B, T, d] },
     position_ids: arangePositions(B, T),
     allowed: attentionPattern(batch.map(() => Array<number>(T).fill(1)), T),
     label_positions: { data: BigInt64Array.from(positions), dims: [positions.length] },
     label_targets: { data: BigInt64Array.from(targets), dims: [targets.length] },
   };
-  return { feeds, tokens: batch.reduce((n, s) => n + s.ids.length, 0) };
+  return { feeds, tokens: batch.reduce((n, r) => n + r.items.length, 0) };
 }
 
 // ---------------------------------------------------------------- evaluation
@@ -248,13 +286,9 @@ async function main(): Promise<void> {
   let windowTokens = 0;
   let windowLoss = 0;
   for (let step = 0; step < steps; step++) {
-    // A mixed batch: each row a random task on a random pretraining input, with its tag.
-    const batch = Array.from({ length: TRAIN.batchSize }, () => {
-      const task = TASKS[rng.int(TASKS.length)];
-      const prefix = junkPrefix(rng, config.vocabSize);
-      return encodeExample(tokenizer, makeExample(task, sampleInput(rng, "train"), true), prefix);
-    });
-    const { feeds, tokens } = batchFeeds(batch, pad);
+    // A mixed batch: each row a random task on a random pretraining input (see sampleRow).
+    const batch = Array.from({ length: TRAIN.batchSize }, () => sampleRow(rng, tokenizer, config.hiddenSize));
+    const { feeds, tokens } = batchFeeds(batch, pad, config.hiddenSize);
     const weightFeeds: Record<string, Tensor> = {};
     for (const name of names) weightFeeds[name] = { data: params.get(name)!, dims: lm.weights.tensor(name).shape };
     const out = await program.run({ ...feeds, ...weightFeeds });

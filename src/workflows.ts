@@ -9,7 +9,7 @@ import { type Model, loadModel } from "./models/index.js";
 import { modelInfo as readModelInfo, type ModelInfo } from "./models/info.js";
 import { resolveModelDir } from "./models/hub.js";
 import { readExamples, splitTrainValid, tokenizeExamples } from "./data/index.js";
-import { checkAdapterFits, loadPromptAdapter } from "./peft/adapter.js";
+import { type BaseModel, checkAdapterFits, loadPromptAdapter } from "./peft/adapter.js";
 import { inspectPrompt, promptSimilarity, type PromptSimilarity, type VectorReport } from "./peft/inspect.js";
 import { parseTrainConfig, type TrainConfig } from "./train/config.js";
 import { trainPrompt, type TrainEvent, type TrainResult } from "./train/trainer.js";
@@ -23,9 +23,14 @@ export async function info(model: string): Promise<ModelInfo> {
 /** A PEFT prompt-tuning adapter, checked against the model, ready to generate or evaluate with. */
 export async function loadSoftPrompt(adapterDir: string, model: Model, modelName: string): Promise<{ prompt: SoftPrompt; numVirtual: number }> {
   const adapter = await loadPromptAdapter(adapterDir);
-  checkAdapterFits(adapter, { hiddenSize: model.config.hiddenSize, name: modelName }, adapterDir);
+  checkAdapterFits(adapter, baseModelOf(model, modelName), adapterDir);
   const digest = createHash("sha256").update(new Uint8Array(adapter.embeddings.buffer)).digest("hex").slice(0, 16);
   return { prompt: { id: `${basename(adapterDir)}:${digest}`, embeddings: adapter.embeddings }, numVirtual: adapter.config.num_virtual_tokens };
+}
+
+export function baseModelOf(model: Model, name: string): BaseModel {
+  const { hiddenSize, numLayers, numHeads } = model.config;
+  return { name, hiddenSize, numLayers, numHeads, embeddings: model.lm.weights.tensor(model.lm.embeddingName).data };
 }
 
 export interface TrainOptions extends Partial<TrainConfig> {

@@ -4,6 +4,7 @@
  * Each file is written atomically (temporary file, then rename).
  */
 import { promises as fsp, existsSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fail } from "../util/errors.js";
 import { writeFileAtomic } from "../util/fs.js";
@@ -19,6 +20,22 @@ export interface PromptAdapter {
   config: PromptTuningConfig;
   /** [numVirtualTokens, tokenDim] */
   embeddings: Float32Array;
+  /** The safetensors header's metadata; ours adds the base model's fingerprint to PEFT's {"format": "pt"}. */
+  metadata?: Record<string, string>;
+}
+
+/** Metadata key of the sha256 of the base model's token embeddings, which identifies the model exactly. */
+export const BASE_FINGERPRINT = "softprompt.base_embeddings_sha256";
+
+const fingerprints = new WeakMap<Float32Array, string>();
+/** The fingerprint of a model: sha256 of its token-embedding table (computed once per table). */
+export function baseFingerprint(embeddings: Float32Array): string {
+  let digest = fingerprints.get(embeddings);
+  if (digest === undefined) {
+    digest = createHash("sha256").update(new Uint8Array(embeddings.buffer, embeddings.byteOffset, embeddings.byteLength)).digest("hex");
+    fingerprints.set(embeddings, digest);
+  }
+  return digest;
 }
 
 export async function savePromptAdapter(dir: string, adapter: PromptAdapter): Promise<void> {
@@ -28,7 +45,8 @@ export async function savePromptAdapter(dir: string, adapter: PromptAdapter): Pr
   if (embeddings.length !== n * d) fail("adapter", `prompt has ${embeddings.length} values, expected ${n} × ${d}`);
   // Each file is replaced atomically; the folder itself may hold other things (a training log, checkpoints).
   await fsp.mkdir(dir, { recursive: true });
-  await writeSafetensors(join(dir, ADAPTER_WEIGHTS), { prompt_embeddings: { dtype: "F32", shape: [n, d], data: embeddings } }, { format: "pt" });
+  const metadata = { ...adapter.metadata, format: "pt" };
+  await writeSafetensors(join(dir, ADAPTER_WEIGHTS), { prompt_embeddings: { dtype: "F32", shape: [n, d], data: embeddings } }, metadata);
   const json = { peft_version: PEFT_VERSION, ...sortKeys(config) };
   await writeFileAtomic(join(dir, ADAPTER_CONFIG), JSON.stringify(json, null, 2) + "\n");
 }
@@ -64,21 +82,43 @@ export async function loadPromptAdapter(dir: string): Promise<PromptAdapter> {
     }
     const embeddings = await file.readFloat32("prompt_embeddings");
     if (!embeddings.every(Number.isFinite)) fail("adapter", "holds NaN or Inf values", { file: weightsPath, tensor: "prompt_embeddings" });
-    return { config, embeddings };
+    return { config, embeddings, metadata: file.metadata };
   } finally {
     await file.close();
   }
 }
 
-/** Refuse an adapter made for another model: its width, and the base model it names. */
-export function checkAdapterFits(adapter: PromptAdapter, model: { hiddenSize: number; name: string }, where: string): void {
-  const { token_dim, base_model_name_or_path } = adapter.config;
-  if (token_dim !== model.hiddenSize) {
-    fail("adapter", `token_dim ${token_dim} does not match the model's hidden size ${model.hiddenSize}`, { file: where, field: "token_dim" });
+export interface BaseModel {
+  name: string;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  /** The model's token embeddings, for the exact fingerprint check. */
+  embeddings: Float32Array;
+}
+
+/**
+ * Refuse an adapter made for another model: by our fingerprint when the adapter has one (exact),
+ * else by what PEFT records (width, layers, heads, and the base model's name).
+ */
+export function checkAdapterFits(adapter: PromptAdapter, model: BaseModel, where: string): void {
+  const { token_dim, num_layers, num_attention_heads, base_model_name_or_path } = adapter.config;
+  const mismatch = (field: string, message: string) => fail("adapter", message, { file: where, field });
+  if (token_dim !== model.hiddenSize) mismatch("token_dim", `token_dim ${token_dim} does not match the model's hidden size ${model.hiddenSize}`);
+  const fingerprint = adapter.metadata?.[BASE_FINGERPRINT];
+  if (fingerprint !== undefined) {
+    if (fingerprint !== baseFingerprint(model.embeddings)) {
+      mismatch(BASE_FINGERPRINT, `trained on another base model (${base_model_name_or_path ?? "unnamed"}): its token embeddings differ from ${model.name}'s`);
+    }
+    return;
+  }
+  if (num_layers != null && num_layers !== model.numLayers) mismatch("num_layers", `num_layers ${num_layers} does not match the model's ${model.numLayers}`);
+  if (num_attention_heads != null && num_attention_heads !== model.numHeads) {
+    mismatch("num_attention_heads", `num_attention_heads ${num_attention_heads} does not match the model's ${model.numHeads}`);
   }
   const lastPart = (s: string) => s.replace(/[\\/]+$/, "").split(/[\\/]/).pop()!.toLowerCase();
   if (base_model_name_or_path && lastPart(base_model_name_or_path) !== lastPart(model.name)) {
-    fail("adapter", `made for base model "${base_model_name_or_path}", not "${model.name}"`, { file: where, field: "base_model_name_or_path" });
+    mismatch("base_model_name_or_path", `made for base model "${base_model_name_or_path}", not "${model.name}"`);
   }
 }
 

@@ -14,7 +14,7 @@ import type { CausalLM } from "../models/causal-lm.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { type TokenizedExample, makeBatches } from "../data/index.js";
 import { Program, ortTensor } from "../runtime/session.js";
-import { savePromptAdapter } from "../peft/adapter.js";
+import { BASE_FINGERPRINT, baseFingerprint, savePromptAdapter } from "../peft/adapter.js";
 import { PEFT_INIT } from "../peft/prompt-tuning/config.js";
 import { initPrompt } from "../peft/prompt-tuning/init.js";
 import { writeSafetensors, SafetensorsFile } from "../models/safetensors.js";
@@ -224,6 +224,7 @@ async function saveAdapter(run: TrainRun, prompt: Float32Array): Promise<void> {
       tokenizer_name_or_path: initText === null ? null : run.baseModelName,
     },
     embeddings: prompt,
+    metadata: { [BASE_FINGERPRINT]: baseFingerprint(lm.weights.tensor(lm.embeddingName).data) },
   });
 }
 
