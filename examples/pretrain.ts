@@ -33,6 +33,7 @@ import { Rng } from "../src/util/rng.js";
 import {
   MAX_NEW_TOKENS,
   TASKS,
+  TAGS,
   VOCAB,
   type Task,
   exactMatch,
@@ -88,11 +89,13 @@ const TRAIN = {
   evalEvery: 500,
   /** Held-out inputs scored per task, at the end (a quarter as many during training). */
   evalExamples: 200,
-  /** Kinds of row (see sampleRow): tagged, tagged after a random prefix, and the rest untagged. */
-  taggedFraction: 0.4,
-  prefixedFraction: 0.35,
+  untaggedFraction: 0,
+  prefixedFraction: 0.5,
+  vectorProb: 0,
+  softTagFraction: 0,
   /** The longest random prefix. */
   maxPrefix: 8,
+  ...JSON.parse(process.env.PRETRAIN_TRAIN ?? "{}"),
 };
 
 // ---------------------------------------------------------------- model
@@ -158,19 +161,28 @@ interface Row {
  * and one that does as that tag, whatever its other vectors hold and however long it is. Untagged, the
  * model cannot know the task and guesses among the four.
  */
-function sampleRow(rng: Rng, tokenizer: Tokenizer, d: number): Row {
-  const task = TASKS[rng.int(TASKS.length)];
-  const kind = rng.next();
-  const tagged = kind < TRAIN.taggedFraction + TRAIN.prefixedFraction;
+function sampleRow(rng: Rng, tokenizer: Tokenizer, embed: Float32Array, d: number): Row {
+  let task = TASKS[rng.int(TASKS.length)];
   const prefix: Item[] = [];
-  if (kind >= TRAIN.taggedFraction) {
-    const length = (tagged ? 1 : 0) + rng.int(TRAIN.maxPrefix + (tagged ? 0 : 1));
-    for (let i = 0; i < length; i++) {
-      // Untagged rows get vectors only: a random token could be a tag, or a digit that joins the input.
-      prefix.push(tagged && rng.next() < 0.5 ? rng.int(tokenizer.vocabSize) : randomVector(rng, d));
+  if (rng.next() < TRAIN.untaggedFraction) {
+    const length = rng.int(TRAIN.maxPrefix + 1);
+    for (let i = 0; i < length; i++) prefix.push(randomVector(rng, d));
+  } else {
+    if (rng.next() < TRAIN.prefixedFraction) {
+      const length = 1 + rng.int(TRAIN.maxPrefix);
+      for (let i = 0; i < length; i++) prefix.push(rng.next() < TRAIN.vectorProb ? randomVector(rng, d) : rng.int(tokenizer.vocabSize));
     }
+    if (rng.next() < TRAIN.softTagFraction) {
+      const a = rng.int(TASKS.length);
+      const b = (a + 1 + rng.int(TASKS.length - 1)) % TASKS.length;
+      const lambda = rng.next();
+      task = TASKS[rng.next() < lambda ? a : b];
+      const ea = tokenizer.tokenToId(TAGS[TASKS[a]])!;
+      const eb = tokenizer.tokenToId(TAGS[TASKS[b]])!;
+      prefix.push(Float32Array.from({ length: d }, (_, k) => lambda * embed[ea * d + k] + (1 - lambda) * embed[eb * d + k]));
+    } else prefix.push(tokenizer.tokenToId(TAGS[task])!);
   }
-  const ex = makeExample(task, sampleInput(rng, "train"), tagged);
+  const ex = makeExample(task, sampleInput(rng, "train"), false);
   const prompt = [...prefix, ...tokenizer.encode(ex.prompt, { addSpecialTokens: true })];
   const completion = tokenizer.encode(ex.completion, { addSpecialTokens: false });
   return { items: [...prompt, ...completion, tokenizer.eosTokenIds[0]], answerStart: prompt.length };
@@ -287,7 +299,7 @@ async function main(): Promise<void> {
   let windowLoss = 0;
   for (let step = 0; step < steps; step++) {
     // A mixed batch: each row a random task on a random pretraining input (see sampleRow).
-    const batch = Array.from({ length: TRAIN.batchSize }, () => sampleRow(rng, tokenizer, config.hiddenSize));
+    const batch = Array.from({ length: TRAIN.batchSize }, () => sampleRow(rng, tokenizer, params.get("model.embed_tokens.weight")!, config.hiddenSize));
     const { feeds, tokens } = batchFeeds(batch, pad, config.hiddenSize);
     const weightFeeds: Record<string, Tensor> = {};
     for (const name of names) weightFeeds[name] = { data: params.get(name)!, dims: lm.weights.tensor(name).shape };

@@ -83,6 +83,7 @@ const composites: Case[] = [
   ["attention (causal)", ([q, k, v, m]) => nn.attention(q, k, v, m, 0.5), [{ shape: [1, 2, 3, 4] }, { shape: [1, 2, 3, 4] }, { shape: [1, 2, 3, 4] }, { shape: [1, 1, 3, 3], fixed: bools(causal(3)) }]],
   ["attention (grouped-query, padded)", ([q, k, v, m]) => nn.attention(q, k, v, m, 0.5), [{ shape: [2, 4, 3, 2] }, { shape: [2, 2, 3, 2] }, { shape: [2, 2, 3, 2] }, { shape: [2, 1, 3, 3], fixed: bools([...causal(3), 0, 0, 0, 0, 1, 0, 0, 1, 1]) }]],
   ["crossEntropy (ignore -100)", ([z, t]) => nn.crossEntropy(z, t), [{ shape: [4, 5] }, { shape: [4], fixed: ints("int64", [1, -100, 4, 0]) }]],
+  ["crossEntropy (nothing counted: 0, not NaN)", ([z, t]) => o.add(nn.crossEntropy(z, t), o.reduceSum(o.mul(z, 0.1), [0, 1])), [{ shape: [2, 3] }, { shape: [2], fixed: ints("int64", [-100, -100]) }]],
 ];
 
 describe("op gradients match central finite differences", () => {

@@ -70,6 +70,7 @@ export interface OpAttrs {
   scatterAddRows: Record<string, never>;
   gatherElements: { axis: number };
   scatterElementsAdd: { axis: number };
+  softmaxCrossEntropy: { ignoreIndex: number };
 }
 export type OpKind = keyof OpAttrs;
 

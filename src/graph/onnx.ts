@@ -165,6 +165,14 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
   gatherElements: (e, y, ins, out) => e.node("GatherElements", ins, [out], [int("axis", y.attrs.axis)]),
   scatterElementsAdd: (e, y, ins, out) =>
     e.node("ScatterElements", ins, [out], [int("axis", y.attrs.axis), { name: "reduction", type: 3, s: new TextEncoder().encode("add") }]),
+  softmaxCrossEntropy: (e, y, ins, out) => {
+    // ONNX leaves the mean over zero counted targets undefined (0/0); define it as 0, like the rule's gradient.
+    const raw = e.fresh("ce");
+    e.node("SoftmaxCrossEntropyLoss", ins, [raw], [int("ignore_index", y.attrs.ignoreIndex), { name: "reduction", type: 3, s: new TextEncoder().encode("mean") }]);
+    const finite = e.fresh("finite");
+    e.node("IsNaN", [raw], [finite]);
+    e.node("Where", [finite, e.tensor(arrayOf(y.dtype, [0]), [], y.dtype), raw], [out]);
+  },
 };
 
 /** Serialise the graph computing `outputs` (keyed by output name) to an ONNX ModelProto. */

@@ -425,3 +425,17 @@ function divideDims(input: Shape, known: Dim[], requested: number[]): Dim {
   if (syms.length === 0) return rest;
   return [...(rest === 1 ? [] : [String(rest)]), ...syms.sort()].join("*");
 }
+
+/**
+ * Mean cross-entropy of logits [N, C] against integer targets [N], skipping `ignoreIndex`: one fused
+ * op (ONNX SoftmaxCrossEntropyLoss), so the [N, C] intermediates of a composite never exist. Its
+ * gradient (softmax - one-hot, scaled) is a rule of its own. With no counted target the loss is 0.
+ */
+export function softmaxCrossEntropy(logits: Value, targets: Value, ignoreIndex = -100): Value<"softmaxCrossEntropy"> {
+  needFloat("softmaxCrossEntropy", logits);
+  if (targets.dtype !== "int64" && targets.dtype !== "int32") fail("dtype", `targets must be int64 or int32, got ${targets.dtype}`, { op: "softmaxCrossEntropy" });
+  if (logits.shape.length !== 2 || targets.shape.length !== 1 || logits.shape[0] !== targets.shape[0]) {
+    shapeError("softmaxCrossEntropy", `needs logits [N, C] and targets [N], got ${formatShape(logits.shape)} and ${formatShape(targets.shape)}`);
+  }
+  return makeValue("softmaxCrossEntropy", [logits, targets], { ignoreIndex }, logits.dtype, []);
+}

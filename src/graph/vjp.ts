@@ -115,6 +115,17 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
   scatterAddRows: (g, { inputs: [, idx] }) => [null, null, o.gather(g, idx, 0)],
   gatherElements: (g, { inputs: [data, idx], attrs: { axis } }) => [o.scatterElementsAdd(zerosLike(data), idx, g, axis), null],
   scatterElementsAdd: (g, { inputs: [, idx], attrs: { axis } }) => [g, null, o.gatherElements(g, idx, axis)],
+  // d mean(-log softmax(z)[t]) / dz = (softmax(z) - onehot(t)) · g / count, zero on ignored rows.
+  softmaxCrossEntropy: (g, { inputs: [z, t], attrs: { ignoreIndex } }) => {
+    const counted = o.not(o.equal(t, o.scalar(ignoreIndex, t.dtype))); // [N]
+    const weight = o.cast(counted, z.dtype);
+    const count = o.reduceSum(weight, [0], true); // [1]
+    const scale = o.div(o.mul(weight, g), o.where(o.greater(count, 0), count, 1)); // [N]
+    const safe = o.unsqueeze(o.where(counted, t, o.scalar(0, t.dtype)), [1]); // [N, 1]
+    const minusOne = o.unsqueeze(o.neg(weight), [1]); // -1 at each counted target
+    const delta = o.scatterElementsAdd(o.softmax(z, -1), safe, minusOne, 1); // softmax - onehot
+    return [o.mul(delta, o.unsqueeze(scale, [1])), null];
+  },
 };
 
 /** Sum a broadcast gradient back to the shape of the input it came from. */
