@@ -427,9 +427,9 @@ function divideDims(input: Shape, known: Dim[], requested: number[]): Dim {
 }
 
 /**
- * Mean cross-entropy of logits [N, C] against integer targets [N], skipping `ignoreIndex`: one fused
- * op (ONNX SoftmaxCrossEntropyLoss), so the [N, C] intermediates of a composite never exist. Its
- * gradient (softmax - one-hot, scaled) is a rule of its own. With no counted target the loss is 0.
+ * Mean cross-entropy of logits [N, C] against integer targets [N], skipping `ignoreIndex`. One op with a
+ * gradient rule of its own (softmax − one-hot, scaled), which needs fewer [N, C] temporaries than the
+ * gradient of the composite would. With no counted target the loss is 0.
  */
 export function softmaxCrossEntropy(logits: Value, targets: Value, ignoreIndex = -100): Value<"softmaxCrossEntropy"> {
   needFloat("softmaxCrossEntropy", logits);
