@@ -77,6 +77,27 @@ describe("trainPrompt", () => {
     rmSync(part.outputDir, { recursive: true });
   });
 
+  it("gradient accumulation over k batches equals one batch of all their examples", async () => {
+    const one = await setup({ steps: 2, batchSize: 4, gradAccum: 1, evalEvery: 100 });
+    const accum = await setup({ steps: 2, batchSize: 2, gradAccum: 2, evalEvery: 100 });
+    const a = await trainPrompt(one.run);
+    const b = await trainPrompt(accum.run);
+    for (let i = 0; i < a.prompt.length; i++) expect(Math.abs(a.prompt[i] - b.prompt[i])).toBeLessThan(1e-5);
+    rmSync(one.outputDir, { recursive: true });
+    rmSync(accum.outputDir, { recursive: true });
+  });
+
+  it("trains with Adafactor and a cosine schedule with warmup", async () => {
+    const { run, outputDir } = await setup({ optimizer: "adafactor", lr: 0.3, decay: "cosine", warmupSteps: 2, steps: 12 });
+    const losses: number[] = [];
+    const lrs: number[] = [];
+    await trainPrompt({ ...run, onStep: (e) => (losses.push(e.loss), lrs.push(e.lr)) });
+    expect(lrs[0]).toBe(0);
+    expect(Math.max(...lrs)).toBeCloseTo(0.3, 6);
+    expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.7);
+    rmSync(outputDir, { recursive: true });
+  });
+
   it("refuses to resume with different settings", async () => {
     const { run, outputDir } = await setup({ steps: 4 });
     await trainPrompt(run);
