@@ -1,11 +1,11 @@
-// `npm run bench -- [engine] [load] [train]`: runs the named benchmarks (all by default) and writes
-// each result to bench/results/<name>.json.
+// `npm run bench -- [engine] [load] [train]`: runs the named benchmarks (all by default), each in a
+// process of its own so peak-memory numbers do not mix, and writes each result to bench/results/<name>.json.
+import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 import { writeFileAtomic } from "../src/util/fs.js";
-
-const ortVersion = () => (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string }).version;
 
 const benches: Record<string, () => Promise<object>> = {
   engine: async () => (await import("./engine.js")).benchEngine(),
@@ -13,21 +13,26 @@ const benches: Record<string, () => Promise<object>> = {
   train: async () => (await import("./train.js")).benchTrain(),
 };
 
+const ortVersion = () => (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string }).version;
+
+function machineFacts() {
+  const cpu = cpus();
+  return { cpu: cpu[0]?.model ?? "unknown", cores: cpu.length, node: process.version, ort: ortVersion() };
+}
+
 const names = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const unknown = names.filter((n) => !(n in benches));
 if (unknown.length > 0) {
   console.error(`unknown benchmark ${unknown.join(", ")}; choose from ${Object.keys(benches).join(", ")}`);
   process.exit(2);
 }
-mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-for (const name of names.length > 0 ? names : Object.keys(benches)) {
-  // Each benchmark in its own process would give cleaner peak-RSS numbers; run them one per invocation for that.
+const chosen = names.length > 0 ? names : Object.keys(benches);
+if (chosen.length > 1) {
+  for (const name of chosen) execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), name], { stdio: "inherit" });
+} else {
+  const [name] = chosen;
+  mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
   const result = { ...(await benches[name]()), machine: machineFacts(), date: new Date().toISOString() };
-  await writeFileAtomic(new URL(`./results/${name}.json`, import.meta.url).pathname, JSON.stringify(result, null, 2) + "\n");
+  await writeFileAtomic(fileURLToPath(new URL(`./results/${name}.json`, import.meta.url)), JSON.stringify(result, null, 2) + "\n");
   console.log(`${name}: ${JSON.stringify(result, null, 2)}`);
-}
-
-function machineFacts() {
-  const cpu = cpus();
-  return { cpu: cpu[0]?.model ?? "unknown", cores: cpu.length, node: process.version, ort: ortVersion() };
 }

@@ -125,3 +125,28 @@ export function mergeHeads(x: Value, heads: number, headDim: number): Value {
 export function withPast(past: KV | undefined, key: Value, value: Value): KV {
   return past === undefined ? { key, value } : { key: o.concat([past.key, key], 2), value: o.concat([past.value, value], 2) };
 }
+
+/**
+ * Run the blocks in order over the embeddings, collecting HF's hidden_states (the embeddings, each
+ * block's output but the last, then the final norm's output) and each layer's keys/values.
+ */
+export function runBlocks(
+  embeddings: Value,
+  numLayers: number,
+  past: KV[] | undefined,
+  block: (layer: number, x: Value, past: KV | undefined) => { x: Value; kv: KV },
+  finalNorm: (x: Value) => Value,
+): ForwardResult {
+  let x = embeddings;
+  const hiddenStates = [x];
+  const presents: KV[] = [];
+  for (let i = 0; i < numLayers; i++) {
+    const out = block(i, x, past?.[i]);
+    x = out.x;
+    presents.push(out.kv);
+    if (i < numLayers - 1) hiddenStates.push(x);
+  }
+  const hidden = finalNorm(x);
+  hiddenStates.push(hidden);
+  return { hidden, hiddenStates, presents };
+}

@@ -8,7 +8,7 @@ import { type Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
 import type { ModelConfig } from "./config.js";
-import { type CausalLM, type ForwardArgs, type ForwardResult, type KV, Weights, mergeHeads, splitHeads, withPast } from "./causal-lm.js";
+import { type CausalLM, type ForwardArgs, type ForwardResult, type KV, Weights, mergeHeads, runBlocks, splitHeads, withPast } from "./causal-lm.js";
 
 export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
   const d = config.hiddenSize;
@@ -47,18 +47,10 @@ export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
     embeddingName: "wte.weight",
     embed: (ids) => o.gather(w("wte.weight"), ids, 0),
     forward({ inputsEmbeds, positions, allowed, past }: ForwardArgs): ForwardResult {
-      let x: Value = o.add(inputsEmbeds, o.gather(w("wpe.weight"), positions, 0)); // token + position embeddings
-      const hiddenStates = [x];
-      const presents: KV[] = [];
-      for (let i = 0; i < config.numLayers; i++) {
-        const out = block(i, x, allowed, past?.[i]);
-        x = out.x;
-        presents.push(out.kv);
-        if (i < config.numLayers - 1) hiddenStates.push(x);
-      }
-      const hidden = o.layerNorm(x, w("ln_f.weight"), w("ln_f.bias"), config.normEps);
-      hiddenStates.push(hidden);
-      return { hidden, hiddenStates, presents };
+      const x = o.add(inputsEmbeds, o.gather(w("wpe.weight"), positions, 0)); // token + position embeddings
+      return runBlocks(x, config.numLayers, past, (i, h, kv) => block(i, h, allowed, kv), (h) =>
+        o.layerNorm(h, w("ln_f.weight"), w("ln_f.bias"), config.normEps),
+      );
     },
     // Usually tied: logits = h · wteᵀ, with wte used as stored.
     lmHead: (h) => o.gemm(h, w(config.tieWordEmbeddings ? "wte.weight" : "lm_head.weight"), { transB: true }),

@@ -7,7 +7,7 @@ import { type Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
 import type { ModelConfig, RopeConfig } from "./config.js";
-import { type CausalLM, type ForwardArgs, type ForwardResult, type KV, Weights, mergeHeads, splitHeads, withPast } from "./causal-lm.js";
+import { type CausalLM, type ForwardArgs, type ForwardResult, type KV, Weights, mergeHeads, runBlocks, splitHeads, withPast } from "./causal-lm.js";
 
 export function llama(config: ModelConfig, weights: Weights): CausalLM {
   const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps } = config;
@@ -41,19 +41,10 @@ export function llama(config: ModelConfig, weights: Weights): CausalLM {
     embeddingName: "model.embed_tokens.weight",
     embed: (ids) => o.gather(w("model.embed_tokens.weight"), ids, 0),
     forward({ inputsEmbeds, positions, allowed, past }: ForwardArgs): ForwardResult {
-      const rope = nn.rotaryTables(positions, invFreq);
-      let x: Value = inputsEmbeds;
-      const hiddenStates = [x];
-      const presents: KV[] = [];
-      for (let i = 0; i < config.numLayers; i++) {
-        const out = block(i, x, rope, allowed, past?.[i]);
-        x = out.x;
-        presents.push(out.kv);
-        if (i < config.numLayers - 1) hiddenStates.push(x);
-      }
-      const hidden = nn.rmsNorm(x, w("model.norm.weight"), eps);
-      hiddenStates.push(hidden);
-      return { hidden, hiddenStates, presents };
+      const rope = nn.rotaryTables(positions, invFreq); // shared by every layer
+      return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, rope, allowed, kv), (h) =>
+        nn.rmsNorm(h, w("model.norm.weight"), eps),
+      );
     },
     lmHead: (h) => o.gemm(h, w(headWeight), { transB: true }),
   };
