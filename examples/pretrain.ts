@@ -5,7 +5,7 @@
  * weights (`grad(loss, weights)`), compiled to ONNX and run by ONNX Runtime; AdamW updates the host
  * copies in place.
  *
- *     npx tsx examples/pretrain.ts [--steps 3000] [--seed 1234] [--out examples/models/tiny-tasks]
+ *     npx tsx examples/pretrain.ts [--steps 3000] [--seed 2] [--out examples/models/tiny-tasks]
  *
  * Seeded and deterministic (for one machine and thread count). At the end it prints each task's exact
  * match on held-out inputs with the tag, and without it: untagged, the model cannot know the task.
@@ -44,7 +44,7 @@ import {
 } from "./tasks.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
-export const MODEL_DIR = resolve(HERE, "models/tiny-tasks");
+const MODEL_DIR = resolve(HERE, "models/tiny-tasks");
 
 /** HF transformers 4.x LlamaConfig fields. */
 const CONFIG = {
@@ -89,13 +89,13 @@ const TRAIN = {
   evalEvery: 500,
   /** Held-out inputs scored per task, at the end (a quarter as many during training). */
   evalExamples: 200,
-  untaggedFraction: 0,
+  /** Rows that start with a random prefix (see sampleRow), its longest length, and how often an item is a random vector. */
   prefixedFraction: 0.5,
-  vectorProb: 0,
-  softTagFraction: 0,
-  /** The longest random prefix. */
   maxPrefix: 8,
-  ...JSON.parse(process.env.PRETRAIN_TRAIN ?? "{}"),
+  prefixVectorProb: 0.3,
+  /** Rows with a blend of a tag and something else in the tag's place; that something is a random vector this often. */
+  blendFraction: 0.3,
+  blendVectorProb: 0.3,
 };
 
 // ---------------------------------------------------------------- model
@@ -147,41 +147,47 @@ interface Row {
 }
 
 /**
- * One pretraining row: prefix ++ prompt ++ completion ++ EOS, the texts encoded separately as
- * src/data/tokenize.ts does, of one of three kinds:
+ * One pretraining row: prefix ++ tag ++ prompt ++ completion ++ EOS, the texts encoded separately as
+ * src/data/tokenize.ts does. Beside the demo's own format,
  *
- *  - tagged (the demo's format):       reverse: 3 1 4 = 4 1 3 <eos>
- *  - tagged after a random prefix:     ⟨random tokens and vectors⟩ reverse: 3 1 4 = 4 1 3 <eos>
- *  - untagged, a random task's answer: [⟨random vectors⟩] 3 1 4 = 1 3 4 <eos>
+ *     reverse: 3 1 4 = 4 1 3 <eos>
  *
- * The prefixes are what prompt tuning needs. The virtual tokens of a soft prompt sit where the prefix
- * is, and are vectors, not tokens; a model that has learnt that the task is the last tag before the
- * input, whatever else comes first, and that without a tag every task is as likely, reads a prompt
- * that does not act like a tag as "no tag" (each task about equally likely, a smooth place to start)
- * and one that does as that tag, whatever its other vectors hold and however long it is. Untagged, the
- * model cannot know the task and guesses among the four.
+ * half the rows start with a few random tokens and random vectors (other tags among them: the task is
+ * the last tag, the one right before the input), and some rows hold a blend of a tag with something
+ * else in the tag's place:
+ *
+ *     ⟨random tokens, vectors⟩ ⟨λ·reverse: + (1-λ)·x⟩ 3 1 4 = 4 1 3 <eos>     reverse with probability λ
+ *
+ * where x is a token that is not a digit, or a random vector, and the answer follows x's task, or a
+ * random one, the rest of the time. Both are for prompt tuning. A soft prompt's vectors sit where the
+ * prefix and the tag are: a model that ignores whatever comes before the tag accepts a prompt of any
+ * length and content, and one whose choice of task moves smoothly as a vector moves towards a tag
+ * gives the prompt a gradient to follow from wherever it starts. Without them, prompt tuning from
+ * many starting points (sampled vocabulary, other lengths) got stuck far from any tag.
  */
 function sampleRow(rng: Rng, tokenizer: Tokenizer, embed: Float32Array, d: number): Row {
+  const tagIds = TASKS.map((t) => tokenizer.tokenToId(TAGS[t])!);
+  const nonDigits = VOCAB.map((_, id) => id).filter((id) => !/^[0-9]$/.test(VOCAB[id]));
+  const row = (id: number) => embed.subarray(id * d, (id + 1) * d);
+
   let task = TASKS[rng.int(TASKS.length)];
   const prefix: Item[] = [];
-  if (rng.next() < TRAIN.untaggedFraction) {
-    const length = rng.int(TRAIN.maxPrefix + 1);
-    for (let i = 0; i < length; i++) prefix.push(randomVector(rng, d));
-  } else {
-    if (rng.next() < TRAIN.prefixedFraction) {
-      const length = 1 + rng.int(TRAIN.maxPrefix);
-      for (let i = 0; i < length; i++) prefix.push(rng.next() < TRAIN.vectorProb ? randomVector(rng, d) : rng.int(tokenizer.vocabSize));
+  if (rng.next() < TRAIN.prefixedFraction) {
+    const length = 1 + rng.int(TRAIN.maxPrefix);
+    for (let i = 0; i < length; i++) {
+      prefix.push(rng.next() < TRAIN.prefixVectorProb ? randomVector(rng, d) : rng.int(tokenizer.vocabSize));
     }
-    if (rng.next() < TRAIN.softTagFraction) {
-      const a = rng.int(TASKS.length);
-      const b = (a + 1 + rng.int(TASKS.length - 1)) % TASKS.length;
-      const lambda = rng.next();
-      task = TASKS[rng.next() < lambda ? a : b];
-      const ea = tokenizer.tokenToId(TAGS[TASKS[a]])!;
-      const eb = tokenizer.tokenToId(TAGS[TASKS[b]])!;
-      prefix.push(Float32Array.from({ length: d }, (_, k) => lambda * embed[ea * d + k] + (1 - lambda) * embed[eb * d + k]));
-    } else prefix.push(tokenizer.tokenToId(TAGS[task])!);
   }
+  if (rng.next() < TRAIN.blendFraction) {
+    const a = rng.int(TASKS.length);
+    const lambda = rng.next();
+    const x = rng.next() < TRAIN.blendVectorProb ? randomVector(rng, d) : nonDigits[rng.int(nonDigits.length)];
+    const xTask = typeof x === "number" && tagIds.includes(x) ? TASKS[tagIds.indexOf(x)] : TASKS[rng.int(TASKS.length)];
+    task = rng.next() < lambda ? TASKS[a] : xTask;
+    const tag = row(tagIds[a]);
+    const other = typeof x === "number" ? row(x) : x;
+    prefix.push(Float32Array.from({ length: d }, (_, k) => lambda * tag[k] + (1 - lambda) * other[k]));
+  } else prefix.push(tagIds[TASKS.indexOf(task)]);
   const ex = makeExample(task, sampleInput(rng, "train"), false);
   const prompt = [...prefix, ...tokenizer.encode(ex.prompt, { addSpecialTokens: true })];
   const completion = tokenizer.encode(ex.completion, { addSpecialTokens: false });
@@ -229,7 +235,7 @@ function batchFeeds(batch: Row[], pad: number, d: number): { feeds: Record<strin
 
 // ---------------------------------------------------------------- evaluation
 
-export interface Accuracy {
+interface Accuracy {
   tagged: Record<Task, number>;
   untagged: Record<Task, number>;
 }
@@ -254,7 +260,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       steps: { type: "string", default: "3000" },
-      seed: { type: "string", default: "1234" },
+      seed: { type: "string", default: "2" },
       out: { type: "string", default: MODEL_DIR },
     },
   });

@@ -82,10 +82,11 @@ describe("examples/models/tiny-tasks", () => {
   });
 
   it("without a tag it cannot tell which task is wanted", async () => {
-    let total = 0;
-    for (const task of TASKS) total += await exactMatch(lm, tokenizer, inputs.map((xs) => makeExample(task, xs, false)));
-    // Whatever it answers is one task at best: the four answers always differ.
-    expect(total).toBeLessThanOrEqual(1.05);
+    // The four answers always differ, so at best it guesses: no task comes near its tagged accuracy.
+    for (const task of TASKS) {
+      const accuracy = await exactMatch(lm, tokenizer, inputs.map((xs) => makeExample(task, xs, false)));
+      expect(accuracy, task).toBeLessThan(0.6);
+    }
   });
 });
 
