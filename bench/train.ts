@@ -8,7 +8,9 @@ import { generate } from "../src/infer/generate.js";
 import { PromptCache } from "../src/infer/kv-cache.js";
 import { tokenizerFromParts } from "../src/tokenizer/index.js";
 import { Rng } from "../src/util/rng.js";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { peakRssMb, randomWeights, shapeConfig } from "./common.js";
@@ -82,17 +84,25 @@ function stubTokenizer() {
   });
 }
 
+/** One shape's numbers, measured in this process (the child that benchTrain starts per shape). */
+export async function benchShape(shape: string) {
+  const { lm, ...train } = await trainThroughput(shape);
+  return { ...train, generation: await generationThroughput(lm), peak_rss_mb: peakRssMb() };
+}
+
 export async function benchTrain() {
   const shapes = ["gpt2-small", "smollm2-135m"];
   const ours: Record<string, object> = {};
+  // Each shape in a fresh process, so its peak memory is its own.
+  const child = fileURLToPath(new URL("./train-child.ts", import.meta.url));
   for (const shape of shapes) {
-    const { lm, ...train } = await trainThroughput(shape);
-    ours[shape] = { ...train, generation: await generationThroughput(lm) };
+    const out = execFileSync(process.execPath, ["--import", "tsx", child, shape], { encoding: "utf8" });
+    ours[shape] = JSON.parse(out.trim().split("\n").pop()!);
   }
   const peer = runPeft(shapes);
   const ratios =
     "results" in peer
       ? Object.fromEntries(peer.results.map((p) => [p.model, (ours[p.model] as { train_tokens_per_s: number }).train_tokens_per_s / p.train_tokens_per_s]))
       : null;
-  return { batch: BATCH, virtual_tokens: VIRTUAL, text_tokens: TEXT, ours, peft: peer, train_speedup_vs_peft: ratios, peak_rss_mb: peakRssMb() };
+  return { batch: BATCH, virtual_tokens: VIRTUAL, text_tokens: TEXT, ours, peft: peer, train_speedup_vs_peft: ratios };
 }

@@ -13,11 +13,14 @@ export function gelu(x: Value): Value {
   return o.mul(o.mul(x, 0.5), o.add(o.erf(o.mul(x, Math.SQRT1_2)), 1));
 }
 
-/** GELU, tanh approximation (GPT-2's "gelu_new"): ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
+/**
+ * GELU, tanh approximation (GPT-2's "gelu_new"): ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³),
+ * computed as x·σ(2u) (the same function): fewer ops forward and, through autodiff, backward.
+ */
 export function geluTanh(x: Value): Value {
-  // x + 0.044715x³ written as x·(1 + 0.044715x²): multiplications are cheaper than Pow, forward and back.
-  const inner = o.mul(o.mul(x, o.add(o.mul(o.mul(x, x), 0.044715), 1)), Math.sqrt(2 / Math.PI));
-  return o.mul(o.mul(x, 0.5), o.add(o.tanh(inner), 1));
+  const k = Math.sqrt(2 / Math.PI);
+  const twoU = o.mul(x, o.add(o.mul(o.mul(x, x), 2 * k * 0.044715), 2 * k));
+  return o.mul(x, o.sigmoid(twoU));
 }
 
 /** SiLU / swish: x·σ(x). */

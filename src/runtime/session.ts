@@ -1,7 +1,7 @@
 /**
  * Running compiled graphs with ONNX Runtime. A Program is one ONNX model with named inputs and
- * outputs; programs are cached by their serialised bytes, so rebuilding the same graph reuses the
- * session. Feeds are passed to ORT without copying (weights fed as inputs are shared by all programs).
+ * outputs; sessions are cached by the graph's serialised bytes, so rebuilding the same graph reuses
+ * the session. Feeds are passed to ORT without copying (weights fed as inputs are shared by all programs).
  */
 import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
@@ -31,7 +31,35 @@ export interface ProgramOptions {
   threads?: number;
 }
 
-const sessionCache = new Map<string, Promise<ort.InferenceSession>>();
+/**
+ * Sessions by graph: compiling a graph that is already loaded reuses its session. Held weakly once
+ * loaded, so a session (and the memory arena it grew) goes when no Program uses it any more.
+ */
+const loading = new Map<string, Promise<ort.InferenceSession>>();
+const loaded = new Map<string, WeakRef<ort.InferenceSession>>();
+const forget = new FinalizationRegistry<string>((key) => {
+  if (loaded.get(key)?.deref() === undefined) loaded.delete(key);
+});
+
+async function cachedSession(key: string, create: () => Promise<ort.InferenceSession>): Promise<ort.InferenceSession> {
+  const live = loaded.get(key)?.deref();
+  if (live !== undefined) return live;
+  let pending = loading.get(key);
+  if (pending === undefined) {
+    pending = create();
+    loading.set(key, pending);
+  }
+  try {
+    const session = await pending;
+    if (loaded.get(key)?.deref() !== session) {
+      loaded.set(key, new WeakRef(session));
+      forget.register(session, key);
+    }
+    return session;
+  } finally {
+    loading.delete(key);
+  }
+}
 
 export class Program {
   private constructor(
@@ -43,14 +71,9 @@ export class Program {
   /** Compile the graph computing `outputs` (keyed by output name) into a runnable program. */
   static async compile(outputs: Record<string, Value>, options: ProgramOptions = {}): Promise<Program> {
     const model = toOnnx(outputs);
-    const key = createHash("sha256").update(model.bytes).digest("hex");
-    let session = sessionCache.get(key);
-    if (session === undefined) {
-      session = createSession(model.bytes, options);
-      sessionCache.set(key, session);
-      session.catch(() => sessionCache.delete(key));
-    }
-    return new Program(await session, model.inputs, model.outputs);
+    const key = createHash("sha256").update(model.bytes).update(`threads=${options.threads ?? "all"}`).digest("hex");
+    const session = await cachedSession(key, () => createSession(model.bytes, options));
+    return new Program(session, model.inputs, model.outputs);
   }
 
   /** Run with every input fed; returns every output as host data. */
