@@ -28,7 +28,7 @@ export async function setupPromptTuning(shape: string) {
   const rng = new Rng(3);
   const prompt = Float32Array.from({ length: VIRTUAL * config.hiddenSize }, () => rng.normal() * 0.02);
   const feeds = {
-    ...lm.weights.feedsFor(lm.weights.names()),
+    ...lm.weights.feeds(),
     ...promptLossFeeds(randomBatch(config.vocabSize), VIRTUAL),
     prompt: ortTensor("float32", prompt, [VIRTUAL, config.hiddenSize]),
   };

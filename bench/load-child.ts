@@ -19,7 +19,7 @@ const logits = lm.lmHead(o.reshape(hidden, [-1, lm.config.hiddenSize]));
 const program = await Program.compile({ logits });
 const row = [464, 2068, 7586, 21831, 18045, 625, 262, 16931];
 await program.run({
-  ...lm.weights.feedsFor(lm.weights.names()),
+  ...lm.weights.feeds(),
   input_ids: idsTensor([row]),
   position_ids: arangePositions(1, row.length),
   allowed: attentionPattern([row.map(() => 1)], row.length),

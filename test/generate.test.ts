@@ -58,7 +58,7 @@ async function greedyNoCache(lm: CausalLM, inputs: number[][], prompt: SoftPromp
       }
     });
     const out = await program.run({
-      ...lm.weights.feedsFor(lm.weights.names()),
+      ...lm.weights.feeds(),
       prompt: { data: n > 0 ? prompt!.embeddings : new Float32Array(d), dims: [Math.max(n, 1), d] },
       prompt_index: { data: new BigInt64Array(seqs.length * n).map((_, i) => BigInt(i % n)), dims: [seqs.length, n] },
       input_ids: idsTensor(padded),

@@ -24,7 +24,7 @@ describe.each(ARCHS)("%s forward matches transformers", (arch) => {
     const program = await Program.compile(outputs);
 
     const feeds = (pos: { data: BigInt64Array; dims: number[] }) => ({
-      ...lm.weights.feedsFor(lm.weights.names()),
+      ...lm.weights.feeds(),
       input_ids: idsTensor(ids),
       position_ids: pos,
       allowed: attentionPattern(mask, T),

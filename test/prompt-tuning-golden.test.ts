@@ -27,7 +27,7 @@ describe.each(ARCHS)("%s prompt tuning matches PEFT", (arch) => {
       seqLen: T,
     };
     const out = await program.run({
-      ...lm.weights.feedsFor(lm.weights.names()),
+      ...lm.weights.feeds(),
       ...promptLossFeeds(batch, n),
       prompt: { data: prompt.data as Float32Array, dims: prompt.shape },
     });

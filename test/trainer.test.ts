@@ -1,7 +1,7 @@
 // The training loop on the golden tiny GPT-2: it learns, resumes bit for bit, keeps the base frozen,
 // and stops on a non-finite loss without damaging its checkpoint.
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
@@ -103,6 +103,20 @@ describe("trainPrompt", () => {
     await trainPrompt(run);
     const other = await setup({ steps: 4, lr: 0.5 });
     await expect(trainPrompt({ ...other.run, outputDir, resume: true })).rejects.toThrow(/other settings/);
+    rmSync(outputDir, { recursive: true });
+  });
+
+  it("refuses an empty training set and a corrupt checkpoint, naming them", async () => {
+    const empty = await setup({ steps: 2 });
+    await expect(trainPrompt({ ...empty.run, train: [] })).rejects.toThrow(/the training set is empty/);
+    const { run, outputDir } = await setup({ steps: 2 });
+    await trainPrompt(run);
+    writeFileSync(join(outputDir, "checkpoint", "state.json"), "{not json");
+    const err = await trainPrompt({ ...run, resume: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SoftpromptError);
+    expect((err as SoftpromptError).code).toBe("file");
+    expect((err as Error).message).toMatch(/state\.json: cannot read the checkpoint state/);
+    rmSync(empty.outputDir, { recursive: true });
     rmSync(outputDir, { recursive: true });
   });
 

@@ -5,7 +5,7 @@
  */
 import { fail } from "../util/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import type { Tokenizer } from "../tokenizer/index.js";
+import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { type Example, makeBatches, tokenizeExamples } from "../data/index.js";
 import { LossEvaluator } from "../train/evaluate.js";
 import { generate, type SoftPrompt } from "./generate.js";
@@ -45,9 +45,8 @@ export async function evaluateTask(
   const { items, truncated } = tokenizeExamples(withHard, tokenizer, { maxLength });
   const numVirtual = prompting.kind === "soft" ? prompting.numVirtual : 0;
   const evaluator = await LossEvaluator.create(lm, numVirtual);
-  const padTokenId = tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
   const { loss, perplexity } = await evaluator.evaluate(
-    makeBatches(items, { batchSize, padTokenId, padSide: "right" }),
+    makeBatches(items, { batchSize, padTokenId: paddingId(tokenizer), padSide: "right" }),
     prompting.kind === "soft" ? prompting.prompt.embeddings : undefined,
   );
   const accuracy = await taskAccuracy(lm, tokenizer, withHard, prompting, options);

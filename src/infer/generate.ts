@@ -115,7 +115,7 @@ export async function generate(
   // 3. Lay the rows out: left padding, per-row positions, the key mask over prompt columns + tokens.
   const layout = layoutBatch(rows.map((r) => ({ ids: r.input, numVirtual: r.prompt?.numVirtual ?? 0 })), mode, padId);
   rows.forEach((r, b) => checkPositions(lm, layout.nextPosition[b] + r.request.maxNewTokens - 2, `requests[${b}].maxNewTokens`));
-  const weights = lm.weights.feedsFor(lm.weights.names());
+  const weights = lm.weights.feeds();
 
   // 4. Prefill: the whole padded input (after the prompts' cached past, if any) → last logits and the cache.
   const withPrompts = layout.pastLength > 0;

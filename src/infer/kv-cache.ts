@@ -109,7 +109,7 @@ export function promptCacheFor(lm: CausalLM): PromptCache {
 async function computePromptState(lm: CausalLM, embeddings: Float32Array, n: number): Promise<PromptState> {
   const program = await promptProgram(lm);
   const out = await program.run({
-    ...lm.weights.feedsFor(lm.weights.names()),
+    ...lm.weights.feeds(),
     prompt_embeds: { data: embeddings, dims: [1, n, lm.config.hiddenSize] },
     position_ids: arangePositions(1, n),
     allowed: attentionPattern([Array<number>(n).fill(1)], n),

@@ -70,7 +70,7 @@ export async function scoreCompletions(lm: CausalLM, requests: readonly ScoreReq
     const withPrompts = layout.pastLength > 0;
     const program = await programFor(lm, withPrompts ? "score-after-past" : "score", () => scoreGraph(lm, withPrompts));
     const out = await program.run({
-      ...lm.weights.feedsFor(lm.weights.names()),
+      ...lm.weights.feeds(),
       ...(withPrompts ? batchPast(lm, prompts as (PromptState | undefined)[], layout.pastLength) : {}),
       input_ids: layout.inputIds,
       position_ids: layout.positions,

@@ -56,7 +56,7 @@ export interface WeightTensor {
 /** The frozen weights by name, each a graph input that is fed from the one host copy. */
 export class Weights {
   private readonly inputs = new Map<string, Value>();
-  private readonly feeds = new Map<string, ort.Tensor>();
+  private allFeeds?: Record<string, ort.Tensor>;
 
   constructor(private readonly tensors: Map<string, WeightTensor>) {}
 
@@ -86,20 +86,13 @@ export class Weights {
     return [...this.tensors.keys()];
   }
 
-  /** ORT tensors over the host arrays (no copies), for feeding programs. */
-  feedsFor(names: Iterable<string>): Record<string, ort.Tensor> {
-    const out: Record<string, ort.Tensor> = {};
-    for (const name of names) {
-      if (!this.tensors.has(name)) continue;
-      let f = this.feeds.get(name);
-      if (f === undefined) {
-        const t = this.tensors.get(name)!;
-        f = ortTensor("float32", t.data, t.shape);
-        this.feeds.set(name, f);
-      }
-      out[name] = f;
+  /** Every weight as an ORT tensor over its host array (no copies), to feed any program; extra feeds are ignored. */
+  feeds(): Record<string, ort.Tensor> {
+    if (this.allFeeds === undefined) {
+      this.allFeeds = {};
+      for (const [name, t] of this.tensors) this.allFeeds[name] = ortTensor("float32", t.data, t.shape);
     }
-    return out;
+    return this.allFeeds;
   }
 
   /** Check a weight has the shape the architecture needs. */

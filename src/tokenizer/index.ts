@@ -307,3 +307,8 @@ function applyAddFlag(
   if (ids.includes(tokenId)) return [...ids];
   return where === "start" ? [tokenId, ...ids] : [...ids, tokenId];
 }
+
+/** The id to pad batches with: the tokenizer's pad id (which already falls back to EOS), else 0. */
+export function paddingId(tokenizer: Pick<Tokenizer, "padTokenId">): number {
+  return tokenizer.padTokenId ?? 0;
+}

@@ -26,7 +26,7 @@ export class LossEvaluator {
   }
 
   async evaluate(batches: readonly TokenBatch[], prompt?: Float32Array): Promise<LossResult> {
-    const weights = this.lm.weights.feedsFor(this.lm.weights.names());
+    const weights = this.lm.weights.feeds();
     const d = this.lm.config.hiddenSize;
     const promptFeed: Feeds = prompt && this.numVirtual > 0 ? { prompt: ortTensor("float32", prompt, [this.numVirtual, d]) } : {};
     let total = 0;

@@ -9,9 +9,8 @@ import * as nn from "../graph/nn.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { arangePositions, attentionPattern } from "../models/inputs.js";
 import { prependPrompt, promptIndexFor } from "../peft/prompt-tuning/model.js";
+import { IGNORE_INDEX } from "../data/tokenize.js";
 import type { Tensor } from "../runtime/session.js";
-
-export const IGNORE_INDEX = -100;
 
 /** A padded batch: row-major [batchSize, seqLen] ids, mask (1 = real) and labels (-100 = not learned). */
 export interface TokenBatch {

@@ -11,7 +11,7 @@ import { writeDirAtomic } from "../util/fs.js";
 import { Rng } from "../util/rng.js";
 import { grad } from "../graph/autodiff.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import type { Tokenizer } from "../tokenizer/index.js";
+import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { type TokenizedExample, makeBatches } from "../data/index.js";
 import { Program, ortTensor } from "../runtime/session.js";
 import { BASE_FINGERPRINT, baseFingerprint, savePromptAdapter } from "../peft/adapter.js";
@@ -86,8 +86,8 @@ export async function trainPrompt(run: TrainRun): Promise<TrainResult> {
   const [gPrompt] = grad(graph.loss, [graph.prompt!]);
   const step = await Program.compile({ loss: graph.loss, grad: gPrompt, count: graph.count });
   const validator = run.valid.length > 0 ? await LossEvaluator.create(lm, n) : undefined;
-  const validBatches = makeBatches(run.valid, { batchSize: config.batchSize, padTokenId: padId(run.tokenizer), padSide: "right" });
-  const weights = lm.weights.feedsFor(lm.weights.names());
+  const validBatches = makeBatches(run.valid, { batchSize: config.batchSize, padTokenId: paddingId(run.tokenizer), padSide: "right" });
+  const weights = lm.weights.feeds();
 
   const batchesPerEpoch = Math.ceil(run.train.length / config.batchSize);
   const totalSteps = config.steps ?? Math.max(1, Math.ceil((config.epochs * batchesPerEpoch) / config.gradAccum));
@@ -106,7 +106,7 @@ export async function trainPrompt(run: TrainRun): Promise<TrainResult> {
   }
 
   // The batch stream: epoch e visits the examples in an order drawn from (seed, e); resuming skips ahead.
-  const stream = batchStream(run.train, config, padId(run.tokenizer));
+  const stream = batchStream(run.train, config, paddingId(run.tokenizer));
   for (let i = 0; i < state.step * config.gradAccum; i++) stream.next();
 
   let lastLoss = Number.NaN;
@@ -171,10 +171,6 @@ export async function trainPrompt(run: TrainRun): Promise<TrainResult> {
   }
   if (!validator) await saveAdapter(run, prompt);
   return { steps: state.step, finalLoss: lastLoss, bestValidLoss: state.bestValidLoss, bestStep: state.bestStep, stoppedEarly, prompt };
-}
-
-function padId(tokenizer: Tokenizer): number {
-  return tokenizer.padTokenId ?? tokenizer.eosTokenIds[0] ?? 0;
 }
 
 function* batchStream(items: TokenizedExample[], config: TrainConfig, padTokenId: number): Generator<{ batch: TokenBatch; epoch: number }> {
