@@ -5,7 +5,7 @@
  */
 import { fail } from "../util/errors.js";
 import { type Value, formatShape, isFloat, topoSort } from "./ir.js";
-import { add, constant, sameShape } from "./ops.js";
+import { add, concat, constant, pad, sameShape } from "./ops.js";
 import { vjp, type VjpRule } from "./vjp.js";
 
 /** d loss / d each of `wrt`, for a scalar (or single-element) float loss. */
@@ -27,12 +27,14 @@ export function grad(loss: Value, wrt: readonly Value[]): Value[] {
     }
   }
 
-  const grads = new Map<number, Value>();
-  grads.set(loss.id, onesLike(loss));
+  // Each value's gradient contributions, summed once all are in (reverse topological order sees to that).
+  const parts = new Map<number, Value[]>();
+  parts.set(loss.id, [onesLike(loss)]);
   for (let i = order.length - 1; i >= 0; i--) {
     const y = order[i];
-    const g = grads.get(y.id);
-    if (g === undefined || y.inputs.length === 0) continue;
+    const contributions = parts.get(y.id);
+    if (contributions === undefined || y.inputs.length === 0) continue;
+    const g = sumGradients(contributions);
     const rule = vjp[y.op] as VjpRule<typeof y.op>;
     const inputGrads = rule(g, y as never);
     if (inputGrads.length !== y.inputs.length) {
@@ -44,11 +46,42 @@ export function grad(loss: Value, wrt: readonly Value[]): Value[] {
       if (!sameShape(gx.shape, x.shape)) {
         fail("grad", `rule for ${y.op} gave input ${k} a gradient of shape ${formatShape(gx.shape)}, expected ${formatShape(x.shape)}`, { op: y.op });
       }
-      const prev = grads.get(x.id);
-      grads.set(x.id, prev === undefined ? gx : add(prev, gx)); // a value used twice sums its gradients
+      const prev = parts.get(x.id);
+      if (prev === undefined) parts.set(x.id, [gx]);
+      else prev.push(gx); // a value used twice sums its gradients
     });
   }
-  return wrt.map((w) => grads.get(w.id)!);
+  return wrt.map((w) => sumGradients(parts.get(w.id)!));
+}
+
+/**
+ * The sum of a value's gradient contributions. The gradients of slices that tile a value are zero-padded
+ * windows of it: adjacent windows along one axis are joined by one concat, not summed as padded copies.
+ */
+function sumGradients(contributions: Value[]): Value {
+  const pads = contributions.filter((v): v is Value<"pad"> => v.op === "pad");
+  const terms = contributions.filter((v) => v.op !== "pad");
+  for (const axis of new Set(pads.map((p) => p.attrs.axis))) {
+    const windows = pads.filter((p) => p.attrs.axis === axis).sort((a, b) => a.attrs.before - b.attrs.before);
+    let run: Value<"pad">[] = [];
+    const flush = () => {
+      if (run.length === 1) terms.push(run[0]);
+      else if (run.length > 1) {
+        const joined = concat(run.map((p) => p.inputs[0]), axis);
+        const { before } = run[0].attrs;
+        const { after } = run[run.length - 1].attrs;
+        terms.push(before === 0 && after === 0 ? joined : pad(joined, axis, before, after));
+      }
+      run = [];
+    };
+    for (const w of windows) {
+      const last = run[run.length - 1];
+      if (last !== undefined && last.attrs.before + (last.inputs[0].shape[axis] as number) !== w.attrs.before) flush();
+      run.push(w);
+    }
+    flush();
+  }
+  return terms.reduce((a, b) => add(a, b));
 }
 
 function onesLike(loss: Value): Value {

@@ -47,7 +47,7 @@ export interface OpAttrs {
   not: Record<string, never>;
   where: Record<string, never>;
   cast: { to: DType };
-  matmul: Record<string, never>;
+  matmul: { transA: boolean; transB: boolean; alpha: number };
   gemm: { transA: boolean; transB: boolean };
   reduceSum: { axes: number[]; keepdims: boolean };
   reduceMean: { axes: number[]; keepdims: boolean };

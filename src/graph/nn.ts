@@ -2,7 +2,7 @@
  * Neural-network building blocks composed from primitive ops, so their gradients come for free:
  * activations, norms, projections, rotary embeddings, masked attention and cross-entropy.
  */
-import { type Value, shapeError, formatShape } from "./ir.js";
+import { type DType, type Value, shapeError, formatShape } from "./ir.js";
 import * as o from "./ops.js";
 
 /** The most negative float32: masked attention scores, as HF's eager attention uses (finite, so no NaN). */
@@ -73,28 +73,44 @@ export function rotaryTables(positions: Value, invFreq: Float32Array): { cos: Va
 }
 
 /**
- * Scaled dot-product attention with a boolean mask. q [B, H, Tq, hd]; k, v [B, Hkv, Tk, hd] where
- * H is a multiple of Hkv (grouped-query attention: query head h reads kv head ⌊h / (H/Hkv)⌋);
- * allowed [B, 1, Tq, Tk] (causal and padding). Fully masked rows get uniform weights, as in HF, not NaN.
+ * Which keys each query may see, built once per graph from a boolean pattern allowed [B, 1, Tq, Tk]
+ * (causal and padding) and shared by every layer: added to the scores as 0 where allowed and
+ * MASKED_SCORE elsewhere, as HF's eager attention does. The sum rounds to MASKED_SCORE exactly, so a
+ * fully masked row still gets uniform weights, not NaN; and adding needs no gradient of its own.
  */
-export function attention(q: Value, k: Value, v: Value, allowed: Value, scale: number): Value {
+export class AttentionMask {
+  private readonly biases = new Map<string, Value>();
+
+  constructor(readonly allowed: Value) {}
+
+  /** [B, 1, G·Tq, Tk]: the additive mask repeated for the G query heads that share a kv head. */
+  bias(groups: number, dtype: DType): Value {
+    const key = `${groups} ${dtype}`;
+    let b = this.biases.get(key);
+    if (b === undefined) {
+      const one = o.where(this.allowed, o.scalar(0, dtype), MASKED_SCORE);
+      b = groups === 1 ? one : o.concat(Array<Value>(groups).fill(one), 2);
+      this.biases.set(key, b);
+    }
+    return b;
+  }
+}
+
+/**
+ * Scaled dot-product attention. q [B, H, Tq, hd]; k, v [B, Hkv, Tk, hd] where H is a multiple of Hkv
+ * (grouped-query attention: query head h reads kv head ⌊h / (H/Hkv)⌋). The G query heads of a kv head
+ * are stacked as G·Tq rows of one product, so k and v are neither broadcast nor summed back.
+ */
+export function attention(q: Value, k: Value, v: Value, mask: AttentionMask, scale: number): Value {
   const heads = q.shape[1] as number;
   const kvHeads = k.shape[1] as number;
   const hd = q.shape[3] as number;
   if (heads % kvHeads !== 0) shapeError("attention", `query heads ${heads} are not a multiple of kv heads ${kvHeads}`);
   const groups = heads / kvHeads;
-  if (groups === 1) {
-    const scores = o.mul(o.matmul(q, o.transpose(k, [0, 1, 3, 2])), scale); // [B, H, Tq, Tk]
-    const probs = o.softmax(o.where(allowed, scores, MASKED_SCORE), -1);
-    return o.matmul(probs, v); // [B, H, Tq, hd]
-  }
-  // Group the query heads by the kv head they share and let matmul broadcast k and v over them.
-  const qg = o.reshape(q, [0, kvHeads, groups, -1, hd]); // [B, Hkv, G, Tq, hd]
-  const kT = o.unsqueeze(o.transpose(k, [0, 1, 3, 2]), [2]); // [B, Hkv, 1, hd, Tk]
-  const scores = o.mul(o.matmul(qg, kT), scale); // [B, Hkv, G, Tq, Tk]
-  const probs = o.softmax(o.where(o.unsqueeze(allowed, [1]), scores, MASKED_SCORE), -1);
-  const out = o.matmul(probs, o.unsqueeze(v, [2])); // [B, Hkv, G, Tq, hd]
-  return o.reshape(out, [0, heads, -1, hd]);
+  const rows = groups === 1 ? q : o.reshape(q, [0, kvHeads, -1, hd]); // [B, Hkv, G·Tq, hd]
+  const scores = o.add(o.matmul(rows, k, { transB: true, alpha: scale }), mask.bias(groups, q.dtype)); // [B, Hkv, G·Tq, Tk]
+  const out = o.matmul(o.softmax(scores, -1), v); // [B, Hkv, G·Tq, hd]
+  return groups === 1 ? out : o.reshape(out, [0, heads, -1, hd]);
 }
 
 /**

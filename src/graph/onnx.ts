@@ -10,6 +10,8 @@ import { ONNX_PROTO } from "./onnx-proto.js";
 import { arrayOf } from "./ops.js";
 
 export const OPSET = 18;
+/** ONNX Runtime's contrib ops (FusedMatMul). */
+const MS_DOMAIN = "com.microsoft";
 
 const ModelProto = protobuf.parse(ONNX_PROTO).root.lookupType("onnx.ModelProto");
 
@@ -24,6 +26,7 @@ enum Attr {
 
 interface NodeProto {
   opType: string;
+  domain?: string;
   input: string[];
   output: string[];
   attribute?: object[];
@@ -57,8 +60,8 @@ class Emitter {
     return `${hint}_${this.counter++}`;
   }
 
-  node(opType: string, input: string[], output: string[], attribute: object[] = []): void {
-    this.nodes.push({ opType, input, output, attribute });
+  node(opType: string, input: string[], output: string[], attribute: object[] = [], domain?: string): void {
+    this.nodes.push({ opType, input, output, attribute, ...(domain === undefined ? {} : { domain }) });
   }
 
   /** A small constant initializer, returning its name. */
@@ -115,7 +118,25 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
   not: simple("Not"),
   where: simple("Where"),
   cast: (e, y, ins, out) => e.node("Cast", ins, [out], [int("to", ONNX_DTYPE[y.attrs.to])]),
-  matmul: simple("MatMul"),
+  matmul: (e, y, [a, b], out) => {
+    const { transA, transB, alpha } = y.attrs;
+    if (!transA && !transB && alpha === 1) return e.node("MatMul", [a, b], [out]);
+    // ORT's FusedMatMul takes the transposes and the scale in the kernel; it has float32 only.
+    if (y.dtype === "float32") {
+      const attrs = [int("transA", +transA), int("transB", +transB), { name: "alpha", type: Attr.FLOAT, f: alpha }];
+      return e.node("FusedMatMul", [a, b], [out], attrs, MS_DOMAIN);
+    }
+    const swapped = (x: string, rank: number) => {
+      const t = e.fresh("swapped");
+      const perm = [...Array(rank).keys()];
+      [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
+      e.node("Transpose", [x], [t], [ints("perm", perm)]);
+      return t;
+    };
+    const product = alpha === 1 ? out : e.fresh("product");
+    e.node("MatMul", [transA ? swapped(a, y.inputs[0].shape.length) : a, transB ? swapped(b, y.inputs[1].shape.length) : b], [product]);
+    if (alpha !== 1) e.node("Mul", [product, e.tensor(arrayOf(y.dtype, [alpha]), [], y.dtype)], [out]);
+  },
   gemm: (e, y, ins, out) => e.node("Gemm", ins, [out], [int("transA", +y.attrs.transA), int("transB", +y.attrs.transB)]),
   reduceSum: (e, y, [x], out) => e.node("ReduceSum", [x, e.ints(y.attrs.axes)], [out], [int("keepdims", +y.attrs.keepdims)]),
   reduceMean: (e, y, [x], out) => e.node("ReduceMean", [x, e.ints(y.attrs.axes)], [out], [int("keepdims", +y.attrs.keepdims)]),
@@ -225,7 +246,9 @@ export function toOnnx(outputs: Record<string, Value>, graphName = "softprompt")
     input: inputs.map(valueInfo),
     output: outputSpecs.map(valueInfo),
   };
-  const model = { irVersion: 8, opsetImport: [{ domain: "", version: OPSET }], producerName: "softprompt", graph };
+  const opsetImport = [{ domain: "", version: OPSET }];
+  if (e.nodes.some((n) => n.domain === MS_DOMAIN)) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+  const model = { irVersion: 8, opsetImport, producerName: "softprompt", graph };
   const bytes = ModelProto.encode(ModelProto.fromObject(model)).finish();
   return { bytes, inputs, outputs: outputSpecs };
 }

@@ -153,19 +153,26 @@ export function cast(x: Value, to: DType): Value {
 
 // ---------------------------------------------------------------- linear algebra
 
-/** Batched matrix product with numpy broadcasting over the leading dims. */
-export function matmul(a: Value, b: Value): Value<"matmul"> {
+/**
+ * Batched alpha · op(a) @ op(b) with numpy broadcasting over the leading dims, op = optional swap of
+ * the last two axes: attention's q·kᵀ and its gradients need no transposed copy of k (or of q).
+ */
+export function matmul(a: Value, b: Value, { transA = false, transB = false, alpha = 1 } = {}): Value<"matmul"> {
   sameDtype("matmul", a, b);
   needFloat("matmul", a);
   if (a.shape.length < 2 || b.shape.length < 2) {
     shapeError("matmul", `needs rank >= 2 inputs, got ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
   }
-  const [m, k1] = a.shape.slice(-2);
-  const [k2, n] = b.shape.slice(-2);
-  if (k1 !== k2) shapeError("matmul", `inner dims differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)}`);
+  const [m, k1] = lastTwo(a.shape, transA);
+  const [k2, n] = lastTwo(b.shape, transB);
+  if (k1 !== k2) {
+    shapeError("matmul", `inner dims differ: ${formatShape(a.shape)}${transA ? "ᵀ" : ""} @ ${formatShape(b.shape)}${transB ? "ᵀ" : ""}`);
+  }
   const batch = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
-  return makeValue("matmul", [a, b], {}, a.dtype, [...batch, m, n]);
+  return makeValue("matmul", [a, b], { transA, transB, alpha }, a.dtype, [...batch, m, n]);
 }
+
+const lastTwo = (shape: Shape, swap: boolean): Dim[] => (swap ? [shape[shape.length - 1], shape[shape.length - 2]] : shape.slice(-2));
 
 /**
  * 2-D product op(a) @ op(b), op = optional transpose. Lets weights stored as [out, in]
@@ -336,17 +343,27 @@ export function concat(xs: Value[], axis: number): Value<"concat"> {
   if (xs.length === 0) shapeError("concat", "needs at least one input");
   const rank = xs[0].shape.length;
   const a = normAxis("concat", axis, rank);
-  let total: Dim = 0;
   for (const x of xs) {
     sameDtype("concat", xs[0], x);
     const ok = x.shape.length === rank && x.shape.every((d, i) => i === a || d === xs[0].shape[i]);
     if (!ok) shapeError("concat", `shapes ${xs.map((v) => formatShape(v.shape)).join(", ")} differ off axis ${a}`);
-    const d = x.shape[a];
-    total = typeof total === "number" && typeof d === "number" ? total + d : `${total === 0 ? "" : `${total}+`}${d}`;
   }
   const out = [...xs[0].shape];
-  out[a] = total;
+  out[a] = concatDim(xs.map((x) => x.shape[a]));
   return makeValue("concat", xs, { axis: a }, xs[0].dtype, out);
+}
+
+/**
+ * The size of a concatenated axis: the sum when static; n copies of one run-time dim d make "n*d" (the
+ * name a reshape gives the same size); otherwise the parts joined by "+" ("20+seq").
+ */
+function concatDim(dims: Dim[]): Dim {
+  if (dims.length > 1 && typeof dims[0] === "string" && dims.every((d) => d === dims[0])) return `${dims.length}*${dims[0]}`;
+  let total: Dim = 0;
+  for (const d of dims) {
+    total = typeof total === "number" && typeof d === "number" ? total + d : `${total === 0 ? "" : `${total}+`}${d}`;
+  }
+  return total;
 }
 
 /** Take slices of `data` along `axis` at integer `indices` (an embedding lookup on axis 0). */

@@ -43,10 +43,12 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
   where: (g, { inputs: [c, a, b] }) => [null, unbroadcast(o.where(c, g, 0), a), unbroadcast(o.where(c, 0, g), b)],
   // Casting between float types passes the gradient through; to or from ints there is none.
   cast: (g, { inputs: [x] }) => [x.dtype === "float32" || x.dtype === "float64" ? o.cast(g, x.dtype) : null],
-  matmul: (g, { inputs: [a, b] }) => [
-    unbroadcast(o.matmul(g, swapLast(b)), a), // dA = g · Bᵀ
-    unbroadcast(o.matmul(swapLast(a), g), b), // dB = Aᵀ · g
-  ],
+  matmul: (g, { inputs: [a, b], attrs: { transA, transB, alpha } }) => {
+    // As gemm's rule, per batch and scaled by alpha; broadcast batch dims summed back.
+    const dA = transA ? o.matmul(b, g, { transA: transB, transB: true, alpha }) : o.matmul(g, b, { transB: !transB, alpha });
+    const dB = transB ? o.matmul(g, a, { transA: true, transB: transA, alpha }) : o.matmul(a, g, { transA: !transA, alpha });
+    return [unbroadcast(dA, a), unbroadcast(dB, b)];
+  },
   gemm: (g, { inputs: [a, b], attrs: { transA, transB } }) => {
     // With A' = op(A), B' = op(B): dA' = g·B'ᵀ and dB' = A'ᵀ·g, transposed back where op transposed.
     const dA = transA ? o.gemm(b, g, { transA: transB, transB: true }) : o.gemm(g, b, { transB: !transB });
@@ -156,11 +158,6 @@ function reducedCount(shape: Shape, axes: number[]): number {
   return n;
 }
 
-function swapLast(x: Value): Value {
-  const perm = range(x.shape.length);
-  [perm[perm.length - 2], perm[perm.length - 1]] = [perm[perm.length - 1], perm[perm.length - 2]];
-  return o.transpose(x, perm);
-}
 
 function inversePerm(perm: number[]): number[] {
   const inv = new Array<number>(perm.length);

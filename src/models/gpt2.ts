@@ -18,7 +18,7 @@ export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
   const activation = pickActivation(config);
   checkShapes(config, weights);
 
-  function block(i: number, x: Value, allowed: Value, past: KV | undefined): { x: Value; kv: KV } {
+  function block(i: number, x: Value, mask: nn.AttentionMask, past: KV | undefined): { x: Value; kv: KV } {
     const p = `h.${i}`;
     // Attention: one Conv1D projects to q|k|v, each [B, T, d]. (Slicing the weight instead measured
     // no faster and held 80 MB more.)
@@ -27,7 +27,7 @@ export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
     const q = splitHeads(o.slice(qkv, -1, 0, d), heads, hd); // [B, H, T, hd]
     const kv = withPast(past, splitHeads(o.slice(qkv, -1, d, 2 * d), heads, hd), splitHeads(o.slice(qkv, -1, 2 * d, 3 * d), heads, hd));
     const scale = config.scaleAttnWeights ? 1 / Math.sqrt(hd) : 1;
-    const attn = mergeHeads(nn.attention(q, kv.key, kv.value, allowed, scale), heads, hd); // [B, T, d]
+    const attn = mergeHeads(nn.attention(q, kv.key, kv.value, mask, scale), heads, hd); // [B, T, d]
     x = o.add(x, nn.linear(attn, w(`${p}.attn.c_proj.weight`), w(`${p}.attn.c_proj.bias`), "in_out"));
     // MLP: d → 4d → d.
     const h2 = o.layerNorm(x, w(`${p}.ln_2.weight`), w(`${p}.ln_2.bias`), config.normEps);
@@ -43,7 +43,8 @@ export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
     embed: (ids) => o.gather(w("wte.weight"), ids, 0),
     forward({ inputsEmbeds, positions, allowed, past }: ForwardArgs): ForwardResult {
       const x = o.add(inputsEmbeds, o.gather(w("wpe.weight"), positions, 0)); // token + position embeddings
-      return runBlocks(x, config.numLayers, past, (i, h, kv) => block(i, h, allowed, kv), (h) =>
+      const mask = new nn.AttentionMask(allowed); // shared by every layer
+      return runBlocks(x, config.numLayers, past, (i, h, kv) => block(i, h, mask, kv), (h) =>
         o.layerNorm(h, w("ln_f.weight"), w("ln_f.bias"), config.normEps),
       );
     },

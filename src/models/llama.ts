@@ -16,7 +16,7 @@ export function llama(config: ModelConfig, weights: Weights): CausalLM {
   const invFreq = rotaryInverseFrequencies(config.rope!, hd);
   checkShapes(config, weights);
 
-  function block(i: number, x: Value, rope: { cos: Value; sin: Value }, allowed: Value, past: KV | undefined) {
+  function block(i: number, x: Value, rope: { cos: Value; sin: Value }, mask: nn.AttentionMask, past: KV | undefined) {
     const p = `model.layers.${i}`;
     const { qkv, output } = config.attentionBias;
     const proj = (name: string, h: Value, withBias: boolean) => nn.linear(h, w(`${p}.${name}.weight`), bias(`${p}.${name}.bias`, withBias), "out_in");
@@ -25,7 +25,7 @@ export function llama(config: ModelConfig, weights: Weights): CausalLM {
     const q = nn.rotary(splitHeads(proj("self_attn.q_proj", h, qkv), heads, hd), rope.cos, rope.sin); // [B, H, T, hd]
     const k = nn.rotary(splitHeads(proj("self_attn.k_proj", h, qkv), kvHeads, hd), rope.cos, rope.sin); // [B, Hkv, T, hd]
     const kv = withPast(past, k, splitHeads(proj("self_attn.v_proj", h, qkv), kvHeads, hd));
-    const attn = mergeHeads(nn.attention(q, kv.key, kv.value, allowed, 1 / Math.sqrt(hd)), heads, hd);
+    const attn = mergeHeads(nn.attention(q, kv.key, kv.value, mask, 1 / Math.sqrt(hd)), heads, hd);
     x = o.add(x, proj("self_attn.o_proj", attn, output));
     // SwiGLU MLP (Shazeer 2020): down(act(gate(h)) ⊙ up(h)).
     const h2 = nn.rmsNorm(x, w(`${p}.post_attention_layernorm.weight`), eps);
@@ -41,8 +41,9 @@ export function llama(config: ModelConfig, weights: Weights): CausalLM {
     embeddingName: "model.embed_tokens.weight",
     embed: (ids) => o.gather(w("model.embed_tokens.weight"), ids, 0),
     forward({ inputsEmbeds, positions, allowed, past }: ForwardArgs): ForwardResult {
-      const rope = nn.rotaryTables(positions, invFreq); // shared by every layer
-      return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, rope, allowed, kv), (h) =>
+      const rope = nn.rotaryTables(positions, invFreq); // shared by every layer, as is the mask
+      const mask = new nn.AttentionMask(allowed);
+      return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, rope, mask, kv), (h) =>
         nn.rmsNorm(h, w("model.norm.weight"), eps),
       );
     },
