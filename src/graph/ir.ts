@@ -55,6 +55,7 @@ export interface OpAttrs {
   softmax: { axis: number };
   logSoftmax: { axis: number };
   layerNorm: { epsilon: number };
+  rmsNorm: { epsilon: number };
   reshape: { shape: number[] };
   reshapeLike: Record<string, never>;
   unflatten: { last: number };

@@ -33,12 +33,6 @@ export function relu(x: Value): Value {
   return o.where(o.greater(x, 0), x, 0);
 }
 
-/** RMSNorm (Zhang & Sennrich 2019): x / √(mean(x²) + ε) · w, over the last axis. */
-export function rmsNorm(x: Value, weight: Value, epsilon: number): Value {
-  const ms = o.reduceMean(o.mul(x, x), [-1], true);
-  return o.mul(o.mul(x, o.reciprocal(o.sqrt(o.add(ms, epsilon)))), weight);
-}
-
 /**
  * A projection x [..., in] → [..., out] using the weight as stored: `layout` "in_out" for GPT-2's
  * Conv1D [in, out], "out_in" for nn.Linear [out, in] (transposed inside Gemm, never copied).

@@ -145,6 +145,8 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
   logSoftmax: (e, y, ins, out) => e.node("LogSoftmax", ins, [out], [int("axis", y.attrs.axis)]),
   layerNorm: (e, y, ins, out) =>
     e.node("LayerNormalization", ins, [out], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
+  rmsNorm: (e, y, ins, out) =>
+    e.node("SimplifiedLayerNormalization", ins, [out], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
   reshape: (e, y, [x], out) => e.node("Reshape", [x, e.ints(y.attrs.shape)], [out]),
   reshapeLike: (e, _y, [x, like], out) => e.node("Reshape", [x, e.shapeOf(like)], [out]),
   unflatten: (e, y, [x, like], out) => {

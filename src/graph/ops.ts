@@ -1,6 +1,6 @@
 /**
  * Op builders: each checks its inputs (failing at build time with the op's name and the shapes),
- * infers the output dtype and shape, and makes a value. Composites (gelu, silu, rmsNorm, attention,
+ * infers the output dtype and shape, and makes a value. Composites (gelu, silu, attention,
  * cross-entropy) are built from these primitives in nn.ts and need no gradient rule of their own.
  */
 import { fail } from "../util/errors.js";
@@ -230,6 +230,17 @@ export function layerNorm(x: Value, weight: Value, bias: Value, epsilon: number)
     }
   }
   return makeValue("layerNorm", [x, weight, bias], { epsilon }, x.dtype, x.shape);
+}
+
+/** RMSNorm over the last axis (Zhang & Sennrich 2019): x / √(mean(x²) + ε) · w, as ORT's SimplifiedLayerNormalization. */
+export function rmsNorm(x: Value, weight: Value, epsilon: number): Value<"rmsNorm"> {
+  needFloat("rmsNorm", x);
+  sameDtype("rmsNorm", x, weight);
+  const d = x.shape[x.shape.length - 1];
+  if (weight.shape.length !== 1 || weight.shape[0] !== d) {
+    shapeError("rmsNorm", `weight must be [${d}] for input ${formatShape(x.shape)}, got ${formatShape(weight.shape)}`);
+  }
+  return makeValue("rmsNorm", [x, weight], { epsilon }, x.dtype, x.shape);
 }
 
 // ---------------------------------------------------------------- movement

@@ -76,6 +76,14 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
     const lead = x.shape.map((_, i) => i).slice(0, -1);
     return [dx, o.reduceSum(o.mul(g, xhat), lead), o.reduceSum(g, lead)];
   },
+  rmsNorm: (g, { inputs: [x, w], attrs: { epsilon } }) => {
+    // Recompute r = 1/√(mean(x²) + ε); then dx = r·ĝ - x·r³·mean(ĝ·x), ĝ = g·w.
+    const r = o.reciprocal(o.sqrt(o.add(o.reduceMean(o.mul(x, x), [-1], true), epsilon)));
+    const gh = o.mul(g, w);
+    const dx = o.sub(o.mul(gh, r), o.mul(x, o.mul(o.pow(r, 3), o.reduceMean(o.mul(gh, x), [-1], true))));
+    const lead = x.shape.map((_, i) => i).slice(0, -1);
+    return [dx, o.reduceSum(o.mul(g, o.mul(x, r)), lead)];
+  },
   reshape: (g, { inputs: [x] }) => [o.reshapeLike(g, x)],
   reshapeLike: (g, { inputs: [x] }) => [o.reshapeLike(g, x), null],
   unflatten: (g, { attrs: { last } }) => [o.reshape(g, [-1, last]), null],

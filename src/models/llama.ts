@@ -21,14 +21,14 @@ export function llama(config: ModelConfig, weights: Weights): CausalLM {
     const { qkv, output } = config.attentionBias;
     const proj = (name: string, h: Value, withBias: boolean) => nn.linear(h, w(`${p}.${name}.weight`), bias(`${p}.${name}.bias`, withBias), "out_in");
     // Attention with rotary q, k; the new keys join the past after rotation (cached keys are rotated already).
-    const h = nn.rmsNorm(x, w(`${p}.input_layernorm.weight`), eps);
+    const h = o.rmsNorm(x, w(`${p}.input_layernorm.weight`), eps);
     const q = nn.rotary(splitHeads(proj("self_attn.q_proj", h, qkv), heads, hd), rope.cos, rope.sin); // [B, H, T, hd]
     const k = nn.rotary(splitHeads(proj("self_attn.k_proj", h, qkv), kvHeads, hd), rope.cos, rope.sin); // [B, Hkv, T, hd]
     const kv = withPast(past, k, splitHeads(proj("self_attn.v_proj", h, qkv), kvHeads, hd));
     const attn = mergeHeads(nn.attention(q, kv.key, kv.value, mask, 1 / Math.sqrt(hd)), heads, hd);
     x = o.add(x, proj("self_attn.o_proj", attn, output));
     // SwiGLU MLP (Shazeer 2020): down(act(gate(h)) ⊙ up(h)).
-    const h2 = nn.rmsNorm(x, w(`${p}.post_attention_layernorm.weight`), eps);
+    const h2 = o.rmsNorm(x, w(`${p}.post_attention_layernorm.weight`), eps);
     const gated = o.mul(activation(config)(proj("mlp.gate_proj", h2, config.mlpBias)), proj("mlp.up_proj", h2, config.mlpBias));
     x = o.add(x, proj("mlp.down_proj", gated, config.mlpBias));
     return { x, kv };
@@ -44,7 +44,7 @@ export function llama(config: ModelConfig, weights: Weights): CausalLM {
       const rope = nn.rotaryTables(positions, invFreq); // shared by every layer, as is the mask
       const mask = new nn.AttentionMask(allowed);
       return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, rope, mask, kv), (h) =>
-        nn.rmsNorm(h, w("model.norm.weight"), eps),
+        o.rmsNorm(h, w("model.norm.weight"), eps),
       );
     },
     lmHead: (h) => o.gemm(h, w(headWeight), { transB: true }),
