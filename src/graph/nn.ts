@@ -1,6 +1,6 @@
 /**
  * Neural-network building blocks composed from primitive ops, so their gradients come for free:
- * activations, norms, projections, rotary embeddings, masked attention and cross-entropy.
+ * activations, projections, rotary embeddings, masked attention and cross-entropy.
  */
 import { type DType, type Value, shapeError, formatShape } from "./ir.js";
 import * as o from "./ops.js";
