@@ -51,8 +51,12 @@ export async function timeIt(fn: () => Promise<unknown>, { warmup = 1, repeats =
     await fn();
     times.push((performance.now() - t0) / 1000);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return median(times);
+}
+
+/** The middle value (the upper one of an even count). */
+export function median(values: readonly number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 }
 
 /**
@@ -68,7 +72,7 @@ export async function measureMatmulPeak(): Promise<number> {
   const x = o.input("a", "float32", [m, k]);
   // Each product gets its own (scaled) input, so none can be folded into another.
   const sums = Array.from({ length: products }, (_, i) => o.reduceSum(o.matmul(o.mul(x, 1 + i / 1024), w), [0, 1]));
-  const program = await Program.compile({ y: sums.reduce<Value>((s, t) => o.add(s, t), o.scalar(0)) });
+  const program = await Program.compile({ y: (sums as Value[]).reduce((s, t) => o.add(s, t)) });
   const feeds = { a: ortTensor("float32", Float32Array.from({ length: m * k }, () => rng.next() - 0.5), [m, k]) };
   let best = 0;
   for (let round = 0; round < 5; round++) {

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { peakRssMb, randomWeights, shapeConfig } from "./common.js";
+import { median, peakRssMb, randomWeights, shapeConfig } from "./common.js";
 import { BATCH, TEXT, VIRTUAL } from "./engine.js";
 import { runPeft } from "./peer.js";
 
@@ -45,9 +45,8 @@ async function trainThroughput(shape: string) {
     },
   });
   rmSync(outputDir, { recursive: true });
-  const timed = stepSeconds.slice(1).sort((a, b) => a - b); // the first step includes compilation
-  const median = timed[Math.floor(timed.length / 2)];
-  return { lm, step_s_median: median, train_tokens_per_s: (BATCH * (VIRTUAL + TEXT)) / median };
+  const stepMedian = median(stepSeconds.slice(1)); // the first step includes compilation
+  return { lm, step_s_median: stepMedian, train_tokens_per_s: (BATCH * (VIRTUAL + TEXT)) / stepMedian };
 }
 
 async function generationThroughput(lm: ReturnType<typeof buildModel>) {
@@ -72,7 +71,7 @@ async function generationThroughput(lm: ReturnType<typeof buildModel>) {
       seconds[mode].push((performance.now() - t0) / 1000);
     }
   }
-  const tokensPerSecond = (s: number[]) => (BATCH * newTokens) / [...s].sort((a, b) => a - b)[Math.floor(s.length / 2)];
+  const tokensPerSecond = (s: number[]) => (BATCH * newTokens) / median(s);
   return {
     batch: BATCH,
     input_tokens: 16,

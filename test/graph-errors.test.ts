@@ -28,6 +28,15 @@ describe("build-time checks", () => {
     expect(e.message).toContain("op add");
     expect(e.message).toContain("[2, 3] and [4]");
   });
+  it("n copies of a run-time dim concatenate to the size a reshape names, so the two broadcast", () => {
+    const x = f("x", ["batch", 3, "seq", 2]);
+    const stacked = o.reshape(x, [0, 1, -1, 2]); // [batch, 1, 3*seq, 2]
+    const copies = o.concat([o.slice(x, 1, 0, 1), o.slice(x, 1, 0, 1), o.slice(x, 1, 0, 1)], 2);
+    expect(copies.shape).toEqual(stacked.shape);
+    expect(o.add(stacked, copies).shape).toEqual(["batch", 1, "3*seq", 2]);
+    expect(o.concat([o.slice(x, 1, 0, 1), f("y", ["batch", 1, 4, 2])], 2).shape).toEqual(["batch", 1, "seq+4", 2]);
+  });
+
   it("symbolic dims only broadcast against themselves or 1", () => {
     expect(o.add(f("a", ["batch", 3]), f("b", [1, 3])).shape).toEqual(["batch", 3]);
     expect(thrown(() => o.add(f("a", ["batch", 3]), f("b", ["seq", 3]))).message).toContain("batch vs seq");
