@@ -4,7 +4,7 @@ import * as o from "../src/graph/ops.js";
 import type { Value } from "../src/graph/ir.js";
 import { type ModelConfig, parseModelConfig } from "../src/models/config.js";
 import { tensorSpec } from "../src/models/checkpoint.js";
-import { Program, ortTensor } from "../src/runtime/session.js";
+import { Program } from "../src/runtime/session.js";
 import { Rng } from "../src/util/rng.js";
 
 export const SHAPES: Record<string, Record<string, unknown>> = {
@@ -73,7 +73,7 @@ export async function measureMatmulPeak(): Promise<number> {
   // Each product gets its own (scaled) input, so none can be folded into another.
   const sums = Array.from({ length: products }, (_, i) => o.reduceSum(o.matmul(o.mul(x, 1 + i / 1024), w), [0, 1]));
   const program = await Program.compile({ y: (sums as Value[]).reduce((s, t) => o.add(s, t)) });
-  const feeds = { a: ortTensor("float32", Float32Array.from({ length: m * k }, () => rng.next() - 0.5), [m, k]) };
+  const feeds = { a: { data: Float32Array.from({ length: m * k }, () => rng.next() - 0.5), dims: [m, k] } };
   let best = 0;
   for (let round = 0; round < 5; round++) {
     const seconds = await timeIt(() => program.run(feeds), { warmup: 1, repeats: 3 });

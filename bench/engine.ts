@@ -2,7 +2,7 @@
 // forward (loss) and forward + backward to the soft prompt, against the machine's measured matmul peak.
 import { grad } from "../src/graph/autodiff.js";
 import { buildModel } from "../src/models/build.js";
-import { Program, ortTensor } from "../src/runtime/session.js";
+import { Program } from "../src/runtime/session.js";
 import { promptLossFeeds, promptLossGraph } from "../src/train/objective.js";
 import { Rng } from "../src/util/rng.js";
 import { forwardFlops, inputBackwardFlops, measureMatmulPeak, peakRssMb, randomWeights, shapeConfig, timeIt } from "./common.js";
@@ -30,7 +30,7 @@ export async function setupPromptTuning(shape: string) {
   const feeds = {
     ...lm.weights.feeds(),
     ...promptLossFeeds(randomBatch(config.vocabSize), VIRTUAL),
-    prompt: ortTensor("float32", prompt, [VIRTUAL, config.hiddenSize]),
+    prompt: { data: prompt, dims: [VIRTUAL, config.hiddenSize] },
   };
   const seq = VIRTUAL + TEXT;
   const headRows = BATCH * TEXT; // the last virtual position and every text position but the last predict a label

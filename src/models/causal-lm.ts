@@ -3,11 +3,10 @@
  * named inputs (one copy in memory, fed to every program), taking input *embeddings* so soft prompts
  * can be placed before the token embeddings.
  */
-import type * as ort from "onnxruntime-node";
 import { fail } from "../util/errors.js";
 import { type Value, formatShape } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
-import { ortTensor } from "../runtime/session.js";
+import type { Tensor } from "../runtime/session.js";
 import type { ModelConfig } from "./config.js";
 
 /** Keys and values of one layer: [B, kvHeads, S, headDim]. */
@@ -56,7 +55,7 @@ export interface WeightTensor {
 /** The frozen weights by name, each a graph input that is fed from the one host copy. */
 export class Weights {
   private readonly inputs = new Map<string, Value>();
-  private allFeeds?: Record<string, ort.Tensor>;
+  private allFeeds?: Record<string, Tensor>;
 
   constructor(private readonly tensors: Map<string, WeightTensor>) {}
 
@@ -86,11 +85,11 @@ export class Weights {
     return [...this.tensors.keys()];
   }
 
-  /** Every weight as an ORT tensor over its host array (no copies), to feed any program; extra feeds are ignored. */
-  feeds(): Record<string, ort.Tensor> {
+  /** Every weight as a feed over its host array (never copied), for any program; extra feeds are ignored. */
+  feeds(): Record<string, Tensor> {
     if (this.allFeeds === undefined) {
       this.allFeeds = {};
-      for (const [name, t] of this.tensors) this.allFeeds[name] = ortTensor("float32", t.data, t.shape);
+      for (const [name, t] of this.tensors) this.allFeeds[name] = { data: t.data, dims: t.shape };
     }
     return this.allFeeds;
   }

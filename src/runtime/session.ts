@@ -16,7 +16,7 @@ export interface Tensor<A extends AnyTypedArray = AnyTypedArray> {
   dims: readonly number[];
 }
 
-export type Feeds = Record<string, Tensor | ort.Tensor>;
+export type Feeds = Record<string, Tensor>;
 
 const ORT_TYPE: Record<DType, ort.Tensor.Type> = {
   float32: "float32",
@@ -117,16 +117,21 @@ async function createSession(bytes: Uint8Array, { threads }: ProgramOptions): Pr
   }
 }
 
-function toOrt(spec: IoSpec, feed: Tensor | ort.Tensor): ort.Tensor {
-  if (feed instanceof ort.Tensor) return feed;
-  const want = ORT_TYPE[spec.dtype];
+/**
+ * ORT's view of host data, made once per array and shape: frozen weights are fed to every run of
+ * every program, and wrapping never copies.
+ */
+const wrapped = new WeakMap<AnyTypedArray, { key: string; tensor: ort.Tensor }>();
+
+function toOrt(spec: IoSpec, feed: Tensor): ort.Tensor {
   const ok =
     spec.shape.length === feed.dims.length && spec.shape.every((d, i) => typeof d !== "number" || d === feed.dims[i]);
   if (!ok) fail("shape", `input "${spec.name}" must be ${formatShape(spec.shape)}, got ${formatShape(feed.dims)}`, { op: "run" });
-  return new ort.Tensor(want, feed.data as never, feed.dims);
-}
-
-/** Wrap host data once as an ORT tensor, e.g. a frozen weight fed to many runs. */
-export function ortTensor(dtype: DType, data: AnyTypedArray, dims: readonly number[]): ort.Tensor {
-  return new ort.Tensor(ORT_TYPE[dtype], data as never, dims);
+  const type = ORT_TYPE[spec.dtype];
+  const key = `${type} ${feed.dims.join(",")}`;
+  const hit = wrapped.get(feed.data);
+  if (hit !== undefined && hit.key === key) return hit.tensor;
+  const tensor = new ort.Tensor(type, feed.data as never, feed.dims);
+  wrapped.set(feed.data, { key, tensor });
+  return tensor;
 }

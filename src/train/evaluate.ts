@@ -3,7 +3,7 @@
  * (each batch's mean weighted by its token count), for a soft prompt or for none.
  */
 import type { CausalLM } from "../models/causal-lm.js";
-import { type Feeds, Program, ortTensor } from "../runtime/session.js";
+import { type Feeds, Program } from "../runtime/session.js";
 import { promptLossFeeds, promptLossGraph, type TokenBatch } from "./objective.js";
 
 export interface LossResult {
@@ -28,7 +28,7 @@ export class LossEvaluator {
   async evaluate(batches: readonly TokenBatch[], prompt?: Float32Array): Promise<LossResult> {
     const weights = this.lm.weights.feeds();
     const d = this.lm.config.hiddenSize;
-    const promptFeed: Feeds = prompt && this.numVirtual > 0 ? { prompt: ortTensor("float32", prompt, [this.numVirtual, d]) } : {};
+    const promptFeed: Feeds = prompt && this.numVirtual > 0 ? { prompt: { data: prompt, dims: [this.numVirtual, d] } } : {};
     let total = 0;
     let tokens = 0;
     for (const batch of batches) {

@@ -13,7 +13,7 @@ import { grad } from "../graph/autodiff.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { type TokenizedExample, makeBatches } from "../data/index.js";
-import { Program, ortTensor } from "../runtime/session.js";
+import { Program } from "../runtime/session.js";
 import { BASE_FINGERPRINT, baseFingerprint, savePromptAdapter } from "../peft/adapter.js";
 import { PEFT_INIT } from "../peft/prompt-tuning/config.js";
 import { initPrompt } from "../peft/prompt-tuning/init.js";
@@ -122,7 +122,7 @@ export async function trainPrompt(run: TrainRun): Promise<TrainResult> {
     for (let micro = 0; micro < config.gradAccum; micro++) {
       const next = stream.next().value!;
       epoch = next.epoch;
-      const out = await step.run({ ...weights, ...promptLossFeeds(next.batch, n), prompt: ortTensor("float32", prompt, [n, d]) });
+      const out = await step.run({ ...weights, ...promptLossFeeds(next.batch, n), prompt: { data: prompt, dims: [n, d] } });
       const count = (out.count.data as Float32Array)[0];
       const g = out.grad.data as Float32Array;
       for (let i = 0; i < sum.length; i++) sum[i] += g[i] * count;
