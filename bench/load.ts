@@ -5,7 +5,7 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeSafetensors } from "../src/models/safetensors.js";
+import { writeSafetensors } from "../src/formats/safetensors.js";
 import { SHAPES, randomWeights, shapeConfig } from "./common.js";
 
 export async function benchLoad() {

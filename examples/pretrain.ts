@@ -23,7 +23,7 @@ import type { CausalLM } from "../src/models/causal-lm.js";
 import { tensorSpec } from "../src/models/checkpoint.js";
 import { type ModelConfig, parseModelConfig } from "../src/models/config.js";
 import { arangePositions, attentionPattern } from "../src/models/inputs.js";
-import { writeSafetensors, type TensorToWrite } from "../src/models/safetensors.js";
+import { writeSafetensors, type TensorToWrite } from "../src/formats/safetensors.js";
 import { Program, type Tensor } from "../src/runtime/session.js";
 import { type Tokenizer, tokenizerFromParts } from "../src/tokenizer/index.js";
 import { assertFinite, clipGradNorm } from "../src/train/clip.js";

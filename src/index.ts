@@ -7,7 +7,7 @@ export type { TrainOptions, TrainSummary, GenerateOptions as GenerateTextOptions
 
 // Models and tokenizers
 export { loadModel, buildModel, type Model, type CausalLM, type ModelConfig } from "./models/index.js";
-export { resolveModelDir } from "./models/hub.js";
+export { resolveModelDir } from "./formats/hub.js";
 export { loadTokenizer, type Tokenizer } from "./tokenizer/index.js";
 
 // Data

@@ -7,7 +7,7 @@ import { basename } from "node:path";
 import { fail } from "./util/errors.js";
 import { type Model, loadModel } from "./models/index.js";
 import { modelInfo as readModelInfo, type ModelInfo } from "./models/info.js";
-import { resolveModelDir } from "./models/hub.js";
+import { resolveModelDir } from "./formats/hub.js";
 import { readExamples, splitTrainValid, tokenizeExamples } from "./data/index.js";
 import { type BaseModel, checkAdapterFits, loadPromptAdapter } from "./peft/adapter.js";
 import { inspectPrompt, promptSimilarity, type PromptSimilarity, type VectorReport } from "./peft/inspect.js";

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync, readdirSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BASE_FINGERPRINT, baseFingerprint, checkAdapterFits, loadPromptAdapter, savePromptAdapter } from "../src/peft/adapter.js";
-import { SafetensorsFile } from "../src/models/safetensors.js";
+import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { SoftpromptError } from "../src/util/errors.js";
 import { ARCHS, adapterDir, readCase } from "./helpers/golden.js";
 

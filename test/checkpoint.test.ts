@@ -3,9 +3,10 @@ import { existsSync, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadWeights, openCheckpoint, tensorSpec, canonicalName } from "../src/models/checkpoint.js";
+import { loadWeights, tensorSpec, canonicalName } from "../src/models/checkpoint.js";
+import { openCheckpoint } from "../src/formats/checkpoint.js";
 import { parseModelConfig, readModelConfig, type ModelConfig } from "../src/models/config.js";
-import { SafetensorsFile, float32ToBfloat16, writeSafetensors, type TensorToWrite } from "../src/models/safetensors.js";
+import { SafetensorsFile, float32ToBfloat16, writeSafetensors, type TensorToWrite } from "../src/formats/safetensors.js";
 import { SoftpromptError } from "../src/util/errors.js";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));

@@ -6,8 +6,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { hubCacheDir, resolveModelDir } from "../src/models/hub.js";
-import { writeSafetensors } from "../src/models/safetensors.js";
+import { hubCacheDir, resolveModelDir } from "../src/formats/hub.js";
+import { writeSafetensors } from "../src/formats/safetensors.js";
 import { SoftpromptError } from "../src/util/errors.js";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));

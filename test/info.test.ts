@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { modelInfo } from "../src/models/info.js";
-import { writeSafetensors } from "../src/models/safetensors.js";
+import { writeSafetensors } from "../src/formats/safetensors.js";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const golden = resolve(repoRoot, "../shared/golden");

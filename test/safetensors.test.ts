@@ -14,7 +14,7 @@ import {
   parseSafetensorsHeader,
   writeSafetensors,
   type Dtype,
-} from "../src/models/safetensors.js";
+} from "../src/formats/safetensors.js";
 import { SoftpromptError } from "../src/util/errors.js";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));

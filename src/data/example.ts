@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { fail } from "../util/errors.js";
-import { formatFieldPath } from "../tokenizer/config.js";
+import { parseWith } from "../formats/json.js";
 
 /** Where an example came from, so later errors (tokenizing, truncation) can point at the line. */
 export interface SourceLine {
@@ -83,8 +83,5 @@ export function parseExample(record: unknown, source: SourceLine): Example {
 }
 
 function check<T>(schema: z.ZodType<T>, record: object, source: SourceLine): T {
-  const result = schema.safeParse(record);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  fail("data", `${issue.message}; ${EXPECTED_SHAPES}`, { ...source, field: formatFieldPath(issue.path) });
+  return parseWith(schema, record, "data", { ...source, hint: EXPECTED_SHAPES });
 }

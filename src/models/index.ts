@@ -6,7 +6,7 @@ import { type ModelConfig, readModelConfig } from "./config.js";
 import { loadWeights } from "./checkpoint.js";
 import type { CausalLM } from "./causal-lm.js";
 import { buildModel } from "./build.js";
-import { resolveModelDir, type ResolveOptions } from "./hub.js";
+import { resolveModelDir, type ResolveOptions } from "../formats/hub.js";
 
 export type { CausalLM, ForwardArgs, ForwardResult, KV } from "./causal-lm.js";
 export type { ModelConfig } from "./config.js";

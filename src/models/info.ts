@@ -1,7 +1,8 @@
 /** A model folder summarised: what `softprompt info` prints. Reads only headers, never tensor data. */
 import { promises as fsp } from "node:fs";
 import { join } from "node:path";
-import { canonicalName, isIgnoredTensor, openCheckpoint } from "./checkpoint.js";
+import { canonicalName, isIgnoredTensor } from "./checkpoint.js";
+import { openCheckpoint } from "../formats/checkpoint.js";
 import { readModelConfig, type ModelType } from "./config.js";
 
 export interface ModelInfo {

@@ -7,8 +7,9 @@ import { promises as fsp, existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fail } from "../util/errors.js";
+import { parseWith } from "../formats/json.js";
 import { writeFileAtomic } from "../util/fs.js";
-import { SafetensorsFile, writeSafetensors } from "../models/safetensors.js";
+import { SafetensorsFile, writeSafetensors } from "../formats/safetensors.js";
 import { promptTuningConfigSchema, type PromptTuningConfig } from "./prompt-tuning/config.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
@@ -63,12 +64,7 @@ export async function loadPromptAdapter(dir: string): Promise<PromptAdapter> {
   }
   const kind = (raw as { peft_type?: unknown })?.peft_type;
   if (kind !== "PROMPT_TUNING") fail("adapter", `peft_type ${JSON.stringify(kind)} is not supported here; expected "PROMPT_TUNING"`, { file: configPath, field: "peft_type" });
-  const parsed = promptTuningConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    fail("adapter", issue.message, { file: configPath, field: issue.path.join(".") });
-  }
-  const config = parsed.data;
+  const config = parseWith(promptTuningConfigSchema, raw, "adapter", { file: configPath });
   if (config.num_transformer_submodules !== 1) {
     fail("adapter", `num_transformer_submodules ${config.num_transformer_submodules} is for encoder-decoder models; expected 1`, { file: configPath, field: "num_transformer_submodules" });
   }

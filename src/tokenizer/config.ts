@@ -1,5 +1,4 @@
 import { z } from "zod";
-import { fail, type ErrorCode } from "../util/errors.js";
 
 /**
  * The parts of `tokenizer_config.json` (transformers' file) that softprompt reads.
@@ -45,21 +44,3 @@ export function tokenText(spec: z.infer<typeof tokenSpec> | null | undefined): s
   return typeof spec === "string" ? spec : spec.content;
 }
 
-/** `a.b[2].c` from a zod issue path, for the error's `field`. */
-export function formatFieldPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const key of path) {
-    if (typeof key === "number") out += `[${key}]`;
-    else out += out === "" ? String(key) : `.${String(key)}`;
-  }
-  return out;
-}
-
-/** Parse with a schema; the first issue becomes a SoftpromptError naming the file and field. */
-export function parseOrFail<T>(schema: z.ZodType<T>, value: unknown, code: ErrorCode, file: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const field = formatFieldPath(issue.path);
-  fail(code, issue.message, { file, field: field === "" ? undefined : field });
-}

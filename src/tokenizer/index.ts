@@ -8,12 +8,11 @@ import { join } from "node:path";
 import { promises as fsp } from "node:fs";
 import type { Template } from "@huggingface/jinja";
 import { fail } from "../util/errors.js";
-import { readJsonFile, isPlainObject } from "./json-file.js";
+import { readJsonFile, isPlainObject, parseWith } from "../formats/json.js";
 import { newJsTokenizer, type JsTokenizer } from "./js-library.js";
 import {
   tokenizerConfigSchema,
   idConfigSchema,
-  parseOrFail,
   tokenText,
   type TokenizerConfig,
   type IdConfig,
@@ -112,9 +111,9 @@ export function tokenizerFromParts(parts: TokenizerParts): Tokenizer {
     modelConfig: parts.files?.modelConfig ?? "config.json",
     chatTemplate: parts.files?.chatTemplate ?? "chat_template.jinja",
   };
-  const config = parseOrFail(tokenizerConfigSchema, parts.tokenizerConfig ?? {}, "tokenizer", files.tokenizerConfig);
-  const generationIds = parseOrFail(idConfigSchema, parts.generationConfig ?? {}, "config", files.generationConfig);
-  const modelIds = parseOrFail(idConfigSchema, parts.modelConfig ?? {}, "config", files.modelConfig);
+  const config = parseWith(tokenizerConfigSchema, parts.tokenizerConfig ?? {}, "tokenizer", { file: files.tokenizerConfig });
+  const generationIds = parseWith(idConfigSchema, parts.generationConfig ?? {}, "config", { file: files.generationConfig });
+  const modelIds = parseWith(idConfigSchema, parts.modelConfig ?? {}, "config", { file: files.modelConfig });
   const lib = constructJsTokenizer(parts.tokenizerJson, config, files.tokenizerJson);
   return new HfTokenizer(lib, config, generationIds, modelIds, parts.chatTemplateFile, files);
 }

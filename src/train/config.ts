@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { fail } from "../util/errors.js";
+import { parseWith } from "../formats/json.js";
 import { PROMPT_INITS } from "../peft/prompt-tuning/config.js";
 import { DECAYS } from "./schedule.js";
 
@@ -47,12 +48,7 @@ export const trainConfigSchema = z
 export type TrainConfig = z.infer<typeof trainConfigSchema>;
 
 export function parseTrainConfig(input: unknown, source = "training options"): TrainConfig {
-  const parsed = trainConfigSchema.safeParse(input);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    fail("config", issue.message, { file: source, field: issue.path.join(".") || undefined });
-  }
-  const config = parsed.data;
+  const config = parseWith(trainConfigSchema, input, "config", { file: source });
   if (config.init === "text" && !config.initText) fail("config", 'init "text" needs initText', { file: source, field: "initText" });
   if (config.init === "labels" && !(config.labels && config.labels.length > 0)) {
     fail("config", 'init "labels" needs labels', { file: source, field: "labels" });

@@ -17,7 +17,7 @@ import { Program } from "../runtime/session.js";
 import { BASE_FINGERPRINT, baseFingerprint, savePromptAdapter } from "../peft/adapter.js";
 import { PEFT_INIT } from "../peft/prompt-tuning/config.js";
 import { initPrompt } from "../peft/prompt-tuning/init.js";
-import { writeSafetensors, SafetensorsFile } from "../models/safetensors.js";
+import { writeSafetensors, SafetensorsFile } from "../formats/safetensors.js";
 import type { TrainConfig } from "./config.js";
 import { LossEvaluator } from "./evaluate.js";
 import { promptLossFeeds, promptLossGraph, type TokenBatch } from "./objective.js";

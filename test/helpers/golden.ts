@@ -2,7 +2,7 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
-import { SafetensorsFile } from "../../src/models/safetensors.js";
+import { SafetensorsFile } from "../../src/formats/safetensors.js";
 import { readModelConfig } from "../../src/models/config.js";
 import { loadWeights } from "../../src/models/checkpoint.js";
 import { buildModel } from "../../src/models/build.js";
