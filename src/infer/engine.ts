@@ -1,0 +1,430 @@
+/**
+ * A step-level generation engine: a set of running rows that join and leave between decode steps (what
+ * a server with continuous batching stands on; `generate` is a loop over it: add all, step until done).
+ *
+ * A row is its input ids, its prefix state (a soft prompt's cached keys/values, see kv-cache.ts, or
+ * none), its sampler (own seeded Rng, temperature, top-k/top-p, repetition penalty), its stop strings
+ * and token limit, and its slot in the batch's KV cache. One `step()`:
+ *  1. waits for the prefix states of the rows added since the last step;
+ *  2. decodes one token for every running row, in one batched forward over the cache;
+ *  3. prefills the joining rows together (layout.ts), which gives each its first token;
+ *  4. lets finished and cancelled rows go and keeps the cache of the rest.
+ *
+ * The cache is per layer [B, kvHeads, width, headDim] with a key mask per row. While the set of rows
+ * stays the same, the presents of one step are the past of the next, as ORT returns them (no host
+ * work); when it changes, each remaining row's visible columns are copied, right-aligned, into a new
+ * batch. Attention sees only the key mask and the positions, and positions are each row's own
+ * (layout.ts "row"), so a row's tokens do not depend on which rows share its steps. In "peft" mode,
+ * rows that join at the same step are laid out together, as PEFT lays out one batch.
+ */
+import { fail } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
+import type { CausalLM } from "../models/causal-lm.js";
+import { attentionPattern } from "../models/inputs.js";
+import type { Tensor } from "../runtime/session.js";
+import type { Tokenizer } from "../tokenizer/index.js";
+import { applyRepetitionPenalty, sampleToken } from "./sampling.js";
+import { StopMatcher } from "./stop.js";
+import { type PromptState, batchPast } from "./kv-cache.js";
+import { type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
+import { pastName, presentName, stepProgram } from "./step.js";
+
+/** How a row continues: its token limit, sampler and stop strings. */
+export interface DecodeOptions {
+  /** At least 1. */
+  maxNewTokens: number;
+  /** 0 or undefined: greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** HF's repetition_penalty over the row's own input and generated ids; 1 or undefined: off. */
+  repetitionPenalty?: number;
+  /** Stop when the generated text contains one of these (needs a tokenizer); the text is cut before it. */
+  stop?: readonly string[];
+  /** Seed of the row's own sampler (default 0): the same row draws the same tokens in any batch. */
+  seed?: number;
+}
+
+export interface RowRequest extends DecodeOptions {
+  /** At least one token to continue from. */
+  inputIds: readonly number[];
+  /** The keys/values of the row's soft prompt, or the promise of them (awaited at the row's first step); omit for none. */
+  prompt?: PromptState | PromiseLike<PromptState>;
+}
+
+export interface EngineOptions {
+  /** Decodes texts, and is needed for stop strings. */
+  tokenizer?: Tokenizer;
+  /** Ids that end a row; default: the tokenizer's `eosTokenIds` (none without a tokenizer). */
+  eosTokenIds?: readonly number[];
+  /** Filler for left padding at prefill; default: the tokenizer's pad id, else the first EOS id, else 0. Never attended to. */
+  padTokenId?: number;
+  /** Default "row": see layout.ts. */
+  positions?: PositionMode;
+}
+
+export type FinishReason = "eos" | "stop" | "length";
+
+export interface Generation {
+  /** The new tokens (an EOS that ended the row included). */
+  ids: number[];
+  /** The new tokens decoded (without the EOS, cut before a stop string), when there is a tokenizer. */
+  text?: string;
+  finishReason: FinishReason;
+}
+
+export type RowId = number;
+
+/** One token a row produced in a step. */
+export interface RowToken {
+  row: RowId;
+  token: number;
+  /** On the row's last token: its whole generation. The row has left the engine. */
+  done?: Generation;
+}
+
+/** Keys/values of a batch: per layer [B, kvHeads, width, headDim]; row b sees the columns where keyMask[b] is 1. */
+interface KvBlock {
+  past: Record<string, Tensor>;
+  width: number;
+  keyMask: number[][];
+}
+
+interface Row {
+  id: RowId;
+  input: number[];
+  /** Pending until the row's first step. */
+  prompt?: PromiseLike<PromptState>;
+  state?: PromptState;
+  options: DecodeOptions;
+  rng: Rng;
+  stop?: StopMatcher;
+  ids: number[];
+  /** Set when a stop string cut the text. */
+  text?: string;
+  finish?: FinishReason;
+  cancelled: boolean;
+  /** Field prefix for errors about this row. */
+  at: string;
+  /** Position of the next token fed. */
+  position: number;
+  /** The row's index in the engine's cache block. */
+  slot: number;
+}
+
+export class GenerationEngine {
+  private readonly tokenizer: Tokenizer | undefined;
+  private readonly eos: ReadonlySet<number>;
+  private readonly padId: number;
+  private readonly mode: PositionMode;
+  /** Every row added and not yet finished or cancelled. */
+  private readonly live = new Map<RowId, Row>();
+  /** Added since the last step began. */
+  private joining: Row[] = [];
+  /** In the cache, in slot order unless a cancel left a gap. */
+  private running: Row[] = [];
+  private cache: KvBlock | undefined;
+  private nextId = 0;
+  private stepping = false;
+
+  constructor(
+    readonly lm: CausalLM,
+    options: EngineOptions = {},
+  ) {
+    this.tokenizer = options.tokenizer;
+    this.eos = new Set(options.eosTokenIds ?? options.tokenizer?.eosTokenIds ?? []);
+    this.padId = options.padTokenId ?? options.tokenizer?.padTokenId ?? [...this.eos][0] ?? 0;
+    checkIds(lm, [this.padId], "padTokenId");
+    this.mode = options.positions ?? "row";
+  }
+
+  /** Rows added and not yet finished or cancelled. */
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Queue a row; it is prefilled at the next step (with the other rows joining then) and produces a token every step after. */
+  add(request: RowRequest, at = "request"): RowId {
+    checkRowRequest(this.lm, this.tokenizer, request, at);
+    const { prompt, inputIds, ...options } = request;
+    const row: Row = {
+      id: this.nextId++,
+      input: [...inputIds],
+      options,
+      rng: new Rng(options.seed ?? 0),
+      stop: options.stop !== undefined && options.stop.length > 0 ? new StopMatcher([...options.stop]) : undefined,
+      ids: [],
+      cancelled: false,
+      at,
+      position: 0,
+      slot: -1,
+    };
+    if (prompt !== undefined && isPromiseLike(prompt)) {
+      // Awaited at the row's first step, which reports a rejection; handled here so it is not reported as unhandled before.
+      const pending = Promise.resolve(prompt);
+      pending.catch(() => undefined);
+      row.prompt = pending;
+    } else {
+      row.state = prompt;
+      checkRowFits(this.lm, row, (prompt?.numVirtual ?? 0) + row.input.length);
+    }
+    this.live.set(row.id, row);
+    this.joining.push(row);
+    return row.id;
+  }
+
+  /** Stop a row now; its slot of the cache goes at the next step. False when the row is unknown or already done. */
+  cancel(id: RowId): boolean {
+    const row = this.live.get(id);
+    if (row === undefined) return false;
+    row.cancelled = true;
+    this.live.delete(id);
+    this.joining = this.joining.filter((r) => r !== row);
+    this.running = this.running.filter((r) => r !== row);
+    return true;
+  }
+
+  /**
+   * One token for every row: a decode step for the running rows, a prefill for the joining ones.
+   * A joining row whose prompt failed, or whose tokens would not fit the model's positions, rejects the
+   * step before anything runs; that row is dropped and the others stay queued.
+   */
+  async step(): Promise<RowToken[]> {
+    if (this.stepping) fail("usage", "step() was called while a step is running: await each step before the next", { op: "GenerationEngine.step" });
+    this.stepping = true;
+    try {
+      return await this.advance();
+    } finally {
+      this.stepping = false;
+    }
+  }
+
+  private async advance(): Promise<RowToken[]> {
+    // 1. The joining rows' prefix states, and their layout for the prefill.
+    const joining = await this.resolveJoining(this.joining.splice(0));
+    const tokens: RowToken[] = [];
+    const weights = this.lm.weights.feeds();
+
+    // 2. Decode: each running row's last token after its cache → the next token, one column more of cache.
+    const running = this.running;
+    let decoded: KvBlock | undefined;
+    if (running.length > 0) {
+      let block = this.cache!;
+      if (running.length !== block.keyMask.length || running.some((r, i) => r.slot !== i)) {
+        block = gatherRows(this.lm, running.map((r) => ({ block, slot: r.slot }))); // a cancel left a gap
+      }
+      for (const mask of block.keyMask) mask.push(1);
+      const B = running.length;
+      const out = await (await stepProgram(this.lm, "step")).run({
+        ...weights,
+        ...block.past,
+        input_ids: { data: BigInt64Array.from(running, (r) => BigInt(r.ids[r.ids.length - 1])), dims: [B, 1] },
+        position_ids: { data: BigInt64Array.from(running, (r) => BigInt(r.position++)), dims: [B, 1] },
+        allowed: attentionPattern(block.keyMask, 1),
+      });
+      decoded = { past: pastFrom(this.lm, out), width: block.width + 1, keyMask: block.keyMask };
+      this.pick(running, out.logits.data as Float32Array, tokens);
+    }
+
+    // 3. Prefill: the joining rows' padded inputs (after their prompts' keys/values, if any) → first tokens and their cache.
+    let prefilled: KvBlock | undefined;
+    if (joining !== undefined) {
+      const { rows, layout } = joining;
+      const withPrompts = layout.pastLength > 0;
+      const out = await (await stepProgram(this.lm, withPrompts ? "step" : "prefill")).run({
+        ...weights,
+        ...(withPrompts ? batchPast(this.lm, rows.map((r) => r.state), layout.pastLength) : {}),
+        input_ids: layout.inputIds,
+        position_ids: layout.positions,
+        allowed: attentionPattern(layout.keyMask, layout.width),
+      });
+      rows.forEach((r, b) => (r.position = layout.nextPosition[b]));
+      prefilled = { past: pastFrom(this.lm, out), width: layout.pastLength + layout.width, keyMask: layout.keyMask };
+      this.pick(rows, out.logits.data as Float32Array, tokens);
+    }
+
+    // 4. The cache of the rows that go on: a block as it came out when no row left or joined, else their columns gathered.
+    const parts = [
+      ...running.map((row, slot) => ({ row, block: decoded!, slot })),
+      ...(joining?.rows ?? []).map((row, slot) => ({ row, block: prefilled!, slot })),
+    ];
+    const staying = parts.filter((p) => p.row.finish === undefined && !p.row.cancelled);
+    if (staying.length === 0) this.cache = undefined;
+    else if (staying.length === parts.length && (decoded === undefined || prefilled === undefined)) this.cache = decoded ?? prefilled;
+    else this.cache = gatherRows(this.lm, staying);
+    staying.forEach((p, slot) => (p.row.slot = slot));
+    this.running = staying.map((p) => p.row);
+    return tokens;
+  }
+
+  /** Wait for the rows' prompts and lay them out; on a failure, drop the failing rows, requeue the rest, and throw. */
+  private async resolveJoining(rows: Row[]) {
+    if (rows.length === 0) return undefined;
+    const settled = await Promise.allSettled(rows.map((r) => r.prompt));
+    const failed = new Set<Row>();
+    let error: unknown;
+    const drop = (row: Row, err: unknown) => {
+      failed.add(row);
+      error ??= err;
+      this.live.delete(row.id);
+    };
+    settled.forEach((s, b) => {
+      if (s.status === "rejected") drop(rows[b], s.reason);
+      else if (s.value !== undefined) {
+        rows[b].state = s.value;
+        rows[b].prompt = undefined;
+      }
+    });
+    let ready = rows.filter((r) => !failed.has(r) && !r.cancelled);
+    for (const row of ready) {
+      try {
+        if (row.state !== undefined) checkPromptState(this.lm, row.state, `${row.at}.prompt`);
+      } catch (err) {
+        drop(row, err);
+      }
+    }
+    ready = ready.filter((r) => !failed.has(r));
+    const layout = layoutBatch(ready.map((r) => ({ ids: r.input, numVirtual: r.state?.numVirtual ?? 0 })), this.mode, this.padId);
+    ready.forEach((row, b) => {
+      try {
+        checkRowFits(this.lm, row, layout.nextPosition[b]);
+      } catch (err) {
+        drop(row, err);
+      }
+    });
+    if (failed.size > 0) {
+      this.joining.unshift(...ready.filter((r) => !failed.has(r)));
+      throw error;
+    }
+    return ready.length > 0 ? { rows: ready, layout } : undefined;
+  }
+
+  /** Choose each row's next token from its logits; report it, and the row's generation if it is done. */
+  private pick(rows: readonly Row[], logits: Float32Array, tokens: RowToken[]): void {
+    const V = this.lm.config.vocabSize;
+    rows.forEach((row, b) => {
+      if (row.cancelled) return;
+      const token = this.nextToken(row, logits.subarray(b * V, (b + 1) * V));
+      if (row.finish === undefined) tokens.push({ row: row.id, token });
+      else {
+        this.live.delete(row.id);
+        const text = row.text ?? this.tokenizer?.decode(row.finish === "eos" ? row.ids.slice(0, -1) : row.ids);
+        tokens.push({ row: row.id, token, done: { ids: row.ids, ...(text !== undefined ? { text } : {}), finishReason: row.finish } });
+      }
+    });
+  }
+
+  /** Penalty, temperature, top-k/p, draw; then whether the row is done (EOS, a stop string, its limit). */
+  private nextToken(row: Row, rowLogits: Float32Array): number {
+    const { temperature, topK, topP, repetitionPenalty, maxNewTokens } = row.options;
+    const scores =
+      repetitionPenalty !== undefined && repetitionPenalty !== 1
+        ? applyRepetitionPenalty(rowLogits, [...row.input, ...row.ids], repetitionPenalty)
+        : rowLogits;
+    const token = sampleToken(scores, { temperature, topK, topP, rng: row.rng });
+    row.ids.push(token);
+    if (this.eos.has(token)) row.finish = "eos";
+    else if (row.stop !== undefined && this.tokenizer !== undefined) {
+      // Stop strings may span tokens: match on the whole decoded output so far.
+      const check = row.stop.check(this.tokenizer.decode(row.ids));
+      if (check.stopped) {
+        row.text = check.text;
+        row.finish = "stop";
+      }
+    }
+    if (row.finish === undefined && row.ids.length >= maxNewTokens) row.finish = "length";
+    return token;
+  }
+}
+
+/** Everything about a row that can be checked before it runs (its prompt's size aside, known only once computed). */
+export function checkRowRequest(lm: CausalLM, tokenizer: Tokenizer | undefined, r: RowRequest, at = "request"): void {
+  const field = (name: string) => ({ field: `${at}.${name}` });
+  if (r.inputIds.length === 0) fail("usage", "the input is empty: give at least one token to continue from", field("inputIds"));
+  checkIds(lm, r.inputIds, `${at}.inputIds`);
+  if (!(Number.isInteger(r.maxNewTokens) && r.maxNewTokens >= 1)) fail("usage", `maxNewTokens must be an integer >= 1, got ${r.maxNewTokens}`, field("maxNewTokens"));
+  if (r.temperature !== undefined && !(r.temperature >= 0 && Number.isFinite(r.temperature))) {
+    fail("usage", `temperature must be a finite number >= 0, got ${r.temperature}`, field("temperature"));
+  }
+  if (r.topK !== undefined && !(Number.isInteger(r.topK) && r.topK >= 0)) fail("usage", `topK must be an integer >= 0, got ${r.topK}`, field("topK"));
+  if (r.topP !== undefined && !(r.topP > 0 && r.topP <= 1)) fail("usage", `topP must be in (0, 1], got ${r.topP}`, field("topP"));
+  if (r.repetitionPenalty !== undefined && !(r.repetitionPenalty > 0 && Number.isFinite(r.repetitionPenalty))) {
+    fail("usage", `repetitionPenalty must be a finite number > 0, got ${r.repetitionPenalty}`, field("repetitionPenalty"));
+  }
+  if (r.seed !== undefined && !Number.isSafeInteger(r.seed)) fail("usage", `seed must be a safe integer, got ${r.seed}`, field("seed"));
+  if (r.stop !== undefined && r.stop.length > 0) {
+    if (tokenizer === undefined) fail("usage", "stop strings need a tokenizer to decode the output", field("stop"));
+    if (r.stop.some((s) => typeof s !== "string" || s.length === 0)) fail("usage", "a stop string must be a non-empty string", field("stop"));
+  }
+}
+
+/** A prompt state must come from this model: one [1, kvHeads, n, headDim] pair per layer. */
+function checkPromptState(lm: CausalLM, state: PromptState, field: string): void {
+  const { numLayers, numKvHeads, headDim } = lm.config;
+  const size = numKvHeads * state.numVirtual * headDim;
+  if (state.layers.length !== numLayers || state.layers.some((l) => l.key.length !== size || l.value.length !== size)) {
+    fail("usage", `the prompt's keys/values do not fit this model (expected ${numLayers} layers of [1, ${numKvHeads}, ${state.numVirtual}, ${headDim}])`, { field });
+  }
+}
+
+/** The last token fed (the one before the row's last new token) must have a position the model has. */
+function checkRowFits(lm: CausalLM, row: Row, firstNewPosition: number): void {
+  checkPositions(lm, firstNewPosition + row.options.maxNewTokens - 2, `${row.at}.maxNewTokens`);
+}
+
+/** Copy each part's visible key columns, right-aligned, into one new batch (part b becomes row b). */
+function gatherRows(lm: CausalLM, parts: readonly { block: KvBlock; slot: number }[]): KvBlock {
+  const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
+  const runs = parts.map(({ block, slot }) => visibleRuns(block.keyMask[slot]));
+  const lengths = runs.map((rs) => rs.reduce((n, [start, end]) => n + end - start, 0));
+  const width = Math.max(...lengths);
+  const past: Record<string, Tensor> = {};
+  for (let i = 0; i < numLayers; i++) {
+    for (const kind of ["key", "value"] as const) {
+      const name = pastName(i, kind);
+      const data = new Float32Array(parts.length * H * width * hd);
+      parts.forEach(({ block, slot }, b) => {
+        const src = block.past[name].data as Float32Array;
+        for (let h = 0; h < H; h++) {
+          const from = (slot * H + h) * block.width;
+          let to = ((b * H + h) * width + width - lengths[b]) * hd;
+          for (const [start, end] of runs[b]) {
+            data.set(src.subarray((from + start) * hd, (from + end) * hd), to);
+            to += (end - start) * hd;
+          }
+        }
+      });
+      past[name] = { data, dims: [parts.length, H, width, hd] };
+    }
+  }
+  const keyMask = lengths.map((n) => Array.from({ length: width }, (_, c) => (c < width - n ? 0 : 1)));
+  return { past, width, keyMask };
+}
+
+/** [start, end) column ranges where the mask is 1. */
+function visibleRuns(mask: readonly number[]): [number, number][] {
+  const runs: [number, number][] = [];
+  let start = -1;
+  for (let c = 0; c <= mask.length; c++) {
+    const visible = c < mask.length && mask[c] === 1;
+    if (visible && start < 0) start = c;
+    else if (!visible && start >= 0) {
+      runs.push([start, c]);
+      start = -1;
+    }
+  }
+  return runs;
+}
+
+/** The presents of a run, named as the past of the next. */
+function pastFrom(lm: CausalLM, out: Record<string, Tensor>): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = {};
+  for (let i = 0; i < lm.config.numLayers; i++) {
+    for (const kind of ["key", "value"] as const) feeds[pastName(i, kind)] = out[presentName(i, kind)];
+  }
+  return feeds;
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as PromiseLike<T>).then === "function";
+}
