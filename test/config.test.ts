@@ -157,17 +157,12 @@ describe.skipIf(!existsSync(golden))("golden configs (transformers 5.x format)",
       normEps: 1e-5,
       activation: "gelu_new",
       tieWordEmbeddings: true,
-      attentionBias: { qkv: true, output: true },
-      mlpBias: true,
       rope: null,
-      scaleAttnWeights: true,
-      scaleAttnByInverseLayerIdx: false,
-      reorderAndUpcastAttn: false,
-      slidingWindow: null,
       bosTokenId: 511,
       eosTokenIds: [511],
       padTokenId: null,
       dtype: "float32",
+      family: { scaleAttnWeights: true },
     });
     expect(config.raw.transformers_version).toBe("5.18.0");
   });
@@ -187,17 +182,12 @@ describe.skipIf(!existsSync(golden))("golden configs (transformers 5.x format)",
       normEps: 1e-6,
       activation: "silu",
       tieWordEmbeddings: false,
-      attentionBias: { qkv: false, output: false },
-      mlpBias: false,
       rope: { type: "default", theta: 10000 },
-      scaleAttnWeights: true,
-      scaleAttnByInverseLayerIdx: false,
-      reorderAndUpcastAttn: false,
-      slidingWindow: null,
       bosTokenId: 511,
       eosTokenIds: [511],
       padTokenId: null,
       dtype: "float32",
+      family: { attentionBias: { qkv: false, output: false }, mlpBias: false, slidingWindow: null },
     });
   });
 
@@ -208,10 +198,8 @@ describe.skipIf(!existsSync(golden))("golden configs (transformers 5.x format)",
       numKvHeads: 2,
       headDim: 16,
       tieWordEmbeddings: true,
-      attentionBias: { qkv: true, output: false },
-      mlpBias: false,
       rope: { type: "default", theta: 1e6 },
-      slidingWindow: null,
+      family: { attentionBias: { qkv: true, output: false }, mlpBias: false, slidingWindow: null },
     });
   });
 });
@@ -273,8 +261,7 @@ describe("transformers 4.x configs from the hub", () => {
     expect(parseModelConfig(mistral, "config.json")).toMatchObject({
       modelType: "mistral",
       headDim: 128,
-      slidingWindow: 4096,
-      attentionBias: { qkv: false, output: false },
+      family: { slidingWindow: 4096, attentionBias: { qkv: false, output: false } },
       tieWordEmbeddings: false,
     });
   });
@@ -282,9 +269,8 @@ describe("transformers 4.x configs from the hub", () => {
   it("Qwen2.5-0.5B: biased q/k/v, sliding window off", () => {
     expect(parseModelConfig(qwen25, "config.json")).toMatchObject({
       headDim: 64,
-      attentionBias: { qkv: true, output: false },
+      family: { attentionBias: { qkv: true, output: false }, slidingWindow: null },
       rope: { type: "default", theta: 1e6 },
-      slidingWindow: null,
     });
   });
 });

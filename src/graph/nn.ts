@@ -34,6 +34,21 @@ export function relu(x: Value): Value {
 }
 
 /**
+ * The one activation table, by the names HF configs use (`hidden_act`, `activation_function`).
+ * gelu_new and gelu_pytorch_tanh are the same tanh approximation under two names; gelu is the exact erf form.
+ */
+export const ACTIVATIONS = {
+  gelu_new: geluTanh,
+  gelu,
+  gelu_pytorch_tanh: geluTanh,
+  relu,
+  silu,
+} as const satisfies Record<string, (x: Value) => Value>;
+export type Activation = keyof typeof ACTIVATIONS;
+/** The table's names in order, for config schemas and their error messages. */
+export const ACTIVATION_NAMES = Object.keys(ACTIVATIONS) as [Activation, ...Activation[]];
+
+/**
  * A projection x [..., in] → [..., out] using the weight as stored: `layout` "in_out" for GPT-2's
  * Conv1D [in, out], "out_in" for nn.Linear [out, in] (transposed inside Gemm, never copied).
  */

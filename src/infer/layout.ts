@@ -16,6 +16,7 @@
  */
 import { fail } from "../util/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
+import { architectureFor } from "../models/families.js";
 import type { Tensor } from "../runtime/session.js";
 
 export type PositionMode = "row" | "peft";
@@ -90,7 +91,7 @@ export function checkIds(lm: CausalLM, ids: readonly number[], field: string): v
 /** Learned absolute positions (GPT-2) end at max_position_embeddings; rotary ones do not. */
 export function checkPositions(lm: CausalLM, lastPosition: number, field: string): void {
   const max = lm.config.maxPositions;
-  if (lm.config.modelType === "gpt2" && lastPosition >= max) {
+  if (architectureFor(lm.config.modelType).positions === "learned" && lastPosition >= max) {
     fail("usage", `the sequence would reach position ${lastPosition}, but the model has ${max} positions (virtual tokens, input and new tokens together)`, { field });
   }
 }

@@ -1,28 +1,24 @@
 import { fail } from "../util/errors.js";
 import type { ModelConfig } from "./config.js";
-import { tensorSpec } from "./checkpoint.js";
 import { type CausalLM, type WeightTensor, Weights } from "./causal-lm.js";
-import { gpt2 } from "./gpt2.js";
-import { llama } from "./llama.js";
+import { architectureFor } from "./families.js";
 
-/** Build the graph builder for a config over float32 weights keyed by canonical name. */
+/**
+ * Build the graph builder for a config over float32 weights keyed by canonical name. Each tensor the
+ * architecture's spec lists must be there with as many values as its shape holds; others (e.g.
+ * attention-bias buffers) are left out.
+ */
 export function buildModel(config: ModelConfig, tensors: Map<string, Float32Array>): CausalLM {
-  const shapes = new Map(tensorSpec(config).map((s) => [s.name, s.shape]));
-  const withShapes = new Map<string, WeightTensor>();
-  for (const [name, data] of tensors) {
-    const shape = shapes.get(name);
-    if (shape === undefined) continue; // tensors the architecture does not use (e.g. attention-bias buffers)
-    withShapes.set(name, { data, shape });
+  const architecture = architectureFor(config.modelType);
+  const checked = new Map<string, WeightTensor>();
+  for (const { name, shape } of architecture.tensorSpec(config)) {
+    const data = tensors.get(name);
+    if (data === undefined) fail("weights", `the model has no weight "${name}"`, { tensor: name });
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (data.length !== size) {
+      fail("weights", `expected shape [${shape.join(", ")}] (${size} values), got ${data.length} values`, { tensor: name });
+    }
+    checked.set(name, { data, shape });
   }
-  const weights = new Weights(withShapes);
-  switch (config.modelType) {
-    case "gpt2":
-      return gpt2(config, weights);
-    case "llama":
-    case "mistral":
-    case "qwen2":
-      return llama(config, weights);
-    default:
-      return fail("config", `unsupported model_type "${config.modelType as string}"`, { field: "model_type" });
-  }
+  return architecture.build(config, new Weights(checked));
 }

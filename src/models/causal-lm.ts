@@ -4,7 +4,7 @@
  * can be placed before the token embeddings.
  */
 import { fail } from "../util/errors.js";
-import { type Value, formatShape } from "../graph/ir.js";
+import type { Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import type { Tensor } from "../runtime/session.js";
 import type { ModelConfig } from "./config.js";
@@ -13,6 +13,16 @@ import type { ModelConfig } from "./config.js";
 export interface KV {
   key: Value;
   value: Value;
+}
+
+/** Where an adapter may change a forward pass. */
+export interface ForwardHooks {
+  /**
+   * Called for every projection in the blocks with the module's canonical Hugging Face path (its
+   * weight's name less `.weight`: `model.layers.0.self_attn.q_proj`, gpt2 `h.0.attn.c_attn`), its input
+   * x [..., in] and the frozen output y [..., out]; returns the output to use (LoRA: y + scale·(x·Aᵀ)·Bᵀ).
+   */
+  linear?: (module: string, x: Value, y: Value) => Value;
 }
 
 export interface ForwardArgs {
@@ -24,6 +34,8 @@ export interface ForwardArgs {
   allowed: Value;
   /** Per layer, keys and values that come before this call's tokens (a KV cache, or a prefix). */
   past?: KV[];
+  /** Where adapters (LoRA) change the frozen model's computation; none: the frozen model itself. */
+  hooks?: ForwardHooks;
 }
 
 export interface ForwardResult {
@@ -94,51 +106,4 @@ export class Weights {
     return this.allFeeds;
   }
 
-  /** Check a weight has the shape the architecture needs. */
-  expectShape(name: string, shape: number[]): void {
-    const t = this.tensor(name);
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      fail("weights", `expected shape ${formatShape(shape)}, got ${formatShape(t.shape)}`, { tensor: name });
-    }
-  }
-}
-
-/** [B, T, H·hd] → [B, H, T, hd] */
-export function splitHeads(x: Value, heads: number, headDim: number): Value {
-  return o.transpose(o.reshape(x, [0, 0, heads, headDim]), [0, 2, 1, 3]);
-}
-
-/** [B, H, T, hd] → [B, T, H·hd] */
-export function mergeHeads(x: Value, heads: number, headDim: number): Value {
-  return o.reshape(o.transpose(x, [0, 2, 1, 3]), [0, 0, heads * headDim]);
-}
-
-/** Append this call's keys/values to the layer's past, if any, along the sequence axis. */
-export function withPast(past: KV | undefined, key: Value, value: Value): KV {
-  return past === undefined ? { key, value } : { key: o.concat([past.key, key], 2), value: o.concat([past.value, value], 2) };
-}
-
-/**
- * Run the blocks in order over the embeddings, collecting HF's hidden_states (the embeddings, each
- * block's output but the last, then the final norm's output) and each layer's keys/values.
- */
-export function runBlocks(
-  embeddings: Value,
-  numLayers: number,
-  past: KV[] | undefined,
-  block: (layer: number, x: Value, past: KV | undefined) => { x: Value; kv: KV },
-  finalNorm: (x: Value) => Value,
-): ForwardResult {
-  let x = embeddings;
-  const hiddenStates = [x];
-  const presents: KV[] = [];
-  for (let i = 0; i < numLayers; i++) {
-    const out = block(i, x, past?.[i]);
-    x = out.x;
-    presents.push(out.kv);
-    if (i < numLayers - 1) hiddenStates.push(x);
-  }
-  const hidden = finalNorm(x);
-  hiddenStates.push(hidden);
-  return { hidden, hiddenStates, presents };
 }

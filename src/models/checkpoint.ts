@@ -7,95 +7,30 @@
  */
 import { fail } from "../util/errors.js";
 import type { ModelConfig } from "./config.js";
+import { type TensorSpec, architectureFor } from "./families.js";
 import { openCheckpoint, type Checkpoint } from "../formats/checkpoint.js";
 
-export interface TensorSpec {
-  name: string;
-  shape: number[];
-}
+export type { TensorSpec } from "./registry.js";
 
-/**
- * The tensors a model needs, by canonical Hugging Face name. gpt2 names drop the `transformer.` prefix
- * (as the original `gpt2` checkpoint does). gpt2 uses Conv1D, so its weights are [in, out]; the
- * llama family uses nn.Linear, [out, in].
- */
+/** The tensors a model needs, by canonical Hugging Face name, as its architecture specifies them. */
 export function tensorSpec(config: ModelConfig): TensorSpec[] {
-  return config.modelType === "gpt2" ? gpt2Spec(config) : llamaFamilySpec(config);
+  return architectureFor(config.modelType).tensorSpec(config);
 }
 
-function gpt2Spec(c: ModelConfig): TensorSpec[] {
-  const d = c.hiddenSize;
-  const inner = c.intermediateSize;
-  const specs: TensorSpec[] = [
-    { name: "wte.weight", shape: [c.vocabSize, d] },
-    { name: "wpe.weight", shape: [c.maxPositions, d] },
-  ];
-  for (let i = 0; i < c.numLayers; i++) {
-    const h = `h.${i}`;
-    specs.push(
-      { name: `${h}.ln_1.weight`, shape: [d] },
-      { name: `${h}.ln_1.bias`, shape: [d] },
-      { name: `${h}.attn.c_attn.weight`, shape: [d, 3 * d] }, // q, k, v side by side
-      { name: `${h}.attn.c_attn.bias`, shape: [3 * d] },
-      { name: `${h}.attn.c_proj.weight`, shape: [d, d] },
-      { name: `${h}.attn.c_proj.bias`, shape: [d] },
-      { name: `${h}.ln_2.weight`, shape: [d] },
-      { name: `${h}.ln_2.bias`, shape: [d] },
-      { name: `${h}.mlp.c_fc.weight`, shape: [d, inner] },
-      { name: `${h}.mlp.c_fc.bias`, shape: [inner] },
-      { name: `${h}.mlp.c_proj.weight`, shape: [inner, d] },
-      { name: `${h}.mlp.c_proj.bias`, shape: [d] },
-    );
-  }
-  specs.push({ name: "ln_f.weight", shape: [d] }, { name: "ln_f.bias", shape: [d] });
-  if (!c.tieWordEmbeddings) specs.push({ name: "lm_head.weight", shape: [c.vocabSize, d] });
-  return specs;
-}
-
-function llamaFamilySpec(c: ModelConfig): TensorSpec[] {
-  const d = c.hiddenSize;
-  const qOut = c.numHeads * c.headDim;
-  const kvOut = c.numKvHeads * c.headDim;
-  const inner = c.intermediateSize;
-  const linear = (name: string, out: number, inp: number, bias: boolean): TensorSpec[] => [
-    { name: `${name}.weight`, shape: [out, inp] },
-    ...(bias ? [{ name: `${name}.bias`, shape: [out] }] : []),
-  ];
-  const specs: TensorSpec[] = [{ name: "model.embed_tokens.weight", shape: [c.vocabSize, d] }];
-  for (let i = 0; i < c.numLayers; i++) {
-    const layer = `model.layers.${i}`;
-    const { qkv, output } = c.attentionBias;
-    specs.push(
-      { name: `${layer}.input_layernorm.weight`, shape: [d] },
-      ...linear(`${layer}.self_attn.q_proj`, qOut, d, qkv),
-      ...linear(`${layer}.self_attn.k_proj`, kvOut, d, qkv),
-      ...linear(`${layer}.self_attn.v_proj`, kvOut, d, qkv),
-      ...linear(`${layer}.self_attn.o_proj`, d, qOut, output),
-      { name: `${layer}.post_attention_layernorm.weight`, shape: [d] },
-      ...linear(`${layer}.mlp.gate_proj`, inner, d, c.mlpBias),
-      ...linear(`${layer}.mlp.up_proj`, inner, d, c.mlpBias),
-      ...linear(`${layer}.mlp.down_proj`, d, inner, c.mlpBias),
-    );
-  }
-  specs.push({ name: "model.norm.weight", shape: [d] });
-  if (!c.tieWordEmbeddings) specs.push({ name: "lm_head.weight", shape: [c.vocabSize, d] });
-  return specs;
-}
-
-/** A stored tensor name as tensorSpec spells it: gpt2 checkpoints come with or without `transformer.`. */
+/** A stored tensor name as tensorSpec spells it (gpt2 checkpoints come with or without `transformer.`). */
 export function canonicalName(config: ModelConfig, stored: string): string {
-  return config.modelType === "gpt2" && stored.startsWith("transformer.") ? stored.slice("transformer.".length) : stored;
+  const prefix = architectureFor(config.modelType).optionalPrefix;
+  return prefix !== undefined && stored.startsWith(prefix) ? stored.slice(prefix.length) : stored;
 }
 
 /**
- * Tensors a checkpoint may carry that the model does not load: old causal-mask and rotary buffers, and a
- * saved copy of tied output embeddings (transformers ties it to the input embeddings, ignoring the copy).
+ * Tensors a checkpoint may carry that the model does not load: its architecture's buffers (old causal
+ * masks, rotary frequencies), and a saved copy of tied output embeddings (transformers ties it to the
+ * input embeddings, ignoring the copy).
  */
 export function isIgnoredTensor(config: ModelConfig, canonical: string): boolean {
   if (canonical === "lm_head.weight") return config.tieWordEmbeddings;
-  return config.modelType === "gpt2"
-    ? /^h\.\d+\.attn\.(bias|masked_bias)$/.test(canonical)
-    : /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/.test(canonical);
+  return architectureFor(config.modelType).ignoredTensors.some((pattern) => pattern.test(canonical));
 }
 
 const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);

@@ -3,36 +3,126 @@
  * HF transformers' modeling_gpt2.py: pre-norm blocks, learned absolute positions, Conv1D weights
  * stored [in, out] (used as stored), LM head tied to the token embeddings (wte, used as [V, d]).
  */
+import { z } from "zod";
 import { fail } from "../util/errors.js";
 import { type Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
 import type { ModelConfig } from "./config.js";
-import { type CausalLM, type ForwardArgs, type ForwardResult, type KV, Weights, mergeHeads, runBlocks, splitHeads, withPast } from "./causal-lm.js";
+import { activationName, commonConfig, commonFields, count, eps, validateConfig } from "./config-fields.js";
+import type { CausalLM, ForwardArgs, ForwardResult, KV, Weights } from "./causal-lm.js";
+import { type Linear, hookedLinear, layerNorm, mergeHeads, runBlocks, splitHeads, withPast } from "./blocks.js";
+import { type TensorSpec, registerArchitecture } from "./registry.js";
 
-export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
+/** GPT2Config's fields, with its defaults for those a checkpoint may leave out. */
+const gpt2Schema = z.looseObject({
+  ...commonFields,
+  n_embd: count,
+  n_layer: count,
+  n_head: count,
+  n_inner: count.nullish(),
+  n_positions: count,
+  layer_norm_epsilon: eps.default(1e-5),
+  activation_function: activationName.default("gelu_new"),
+  scale_attn_weights: z.boolean().default(true),
+  scale_attn_by_inverse_layer_idx: z.boolean().default(false),
+  reorder_and_upcast_attn: z.boolean().default(false),
+});
+
+export interface Gpt2Fields {
+  /** Divide attention scores by sqrt(headDim) (llama-style models always do). */
+  scaleAttnWeights: boolean;
+}
+export type Gpt2Config = ModelConfig<Gpt2Fields>;
+
+function parseGpt2Config(raw: Record<string, unknown>, modelType: string, file: string): Gpt2Config {
+  const c = validateConfig(gpt2Schema, raw, file);
+  if (c.scale_attn_by_inverse_layer_idx) {
+    fail("config", "scaling attention by the inverse layer index is not supported", {
+      file,
+      field: "scale_attn_by_inverse_layer_idx",
+    });
+  }
+  if (c.reorder_and_upcast_attn) {
+    fail("config", "reordered, upcast attention is not supported", { file, field: "reorder_and_upcast_attn" });
+  }
+  if (c.n_embd % c.n_head !== 0) {
+    fail("config", `n_embd ${c.n_embd} is not divisible by n_head ${c.n_head}`, { file, field: "n_head" });
+  }
+  return {
+    modelType,
+    hiddenSize: c.n_embd,
+    numLayers: c.n_layer,
+    numHeads: c.n_head,
+    numKvHeads: c.n_head,
+    headDim: c.n_embd / c.n_head,
+    intermediateSize: c.n_inner ?? 4 * c.n_embd,
+    vocabSize: c.vocab_size,
+    maxPositions: c.n_positions,
+    normEps: c.layer_norm_epsilon,
+    activation: c.activation_function,
+    tieWordEmbeddings: c.tie_word_embeddings ?? true,
+    rope: null,
+    ...commonConfig(c),
+    family: { scaleAttnWeights: c.scale_attn_weights },
+    raw,
+  };
+}
+
+/** Canonical names drop the `transformer.` prefix (as the original `gpt2` checkpoint does); Conv1D is [in, out]. */
+function gpt2TensorSpec(c: Gpt2Config): TensorSpec[] {
+  const d = c.hiddenSize;
+  const inner = c.intermediateSize;
+  const specs: TensorSpec[] = [
+    { name: "wte.weight", shape: [c.vocabSize, d] },
+    { name: "wpe.weight", shape: [c.maxPositions, d] },
+  ];
+  for (let i = 0; i < c.numLayers; i++) {
+    const h = `h.${i}`;
+    specs.push(
+      { name: `${h}.ln_1.weight`, shape: [d] },
+      { name: `${h}.ln_1.bias`, shape: [d] },
+      { name: `${h}.attn.c_attn.weight`, shape: [d, 3 * d] }, // q, k, v side by side
+      { name: `${h}.attn.c_attn.bias`, shape: [3 * d] },
+      { name: `${h}.attn.c_proj.weight`, shape: [d, d] },
+      { name: `${h}.attn.c_proj.bias`, shape: [d] },
+      { name: `${h}.ln_2.weight`, shape: [d] },
+      { name: `${h}.ln_2.bias`, shape: [d] },
+      { name: `${h}.mlp.c_fc.weight`, shape: [d, inner] },
+      { name: `${h}.mlp.c_fc.bias`, shape: [inner] },
+      { name: `${h}.mlp.c_proj.weight`, shape: [inner, d] },
+      { name: `${h}.mlp.c_proj.bias`, shape: [d] },
+    );
+  }
+  specs.push({ name: "ln_f.weight", shape: [d] }, { name: "ln_f.bias", shape: [d] });
+  if (!c.tieWordEmbeddings) specs.push({ name: "lm_head.weight", shape: [c.vocabSize, d] });
+  return specs;
+}
+
+export function gpt2(config: Gpt2Config, weights: Weights): CausalLM {
   const d = config.hiddenSize;
   const heads = config.numHeads;
   const hd = config.headDim;
+  const eps = config.normEps;
   const w = (name: string) => weights.get(name);
-  const activation = pickActivation(config);
-  checkShapes(config, weights);
+  const activation = nn.ACTIVATIONS[config.activation];
+  if (hd * heads !== d) fail("config", `n_embd ${d} is not n_head ${heads} × head size`, { field: "n_embd" });
 
-  function block(i: number, x: Value, mask: nn.AttentionMask, past: KV | undefined): { x: Value; kv: KV } {
+  function block(i: number, x: Value, linear: Linear, mask: nn.AttentionMask, past: KV | undefined): { x: Value; kv: KV } {
     const p = `h.${i}`;
     // Attention: one Conv1D projects to q|k|v, each [B, T, d]. (Slicing the weight instead measured
     // no faster and held 80 MB more.)
-    const h = o.layerNorm(x, w(`${p}.ln_1.weight`), w(`${p}.ln_1.bias`), config.normEps);
-    const qkv = nn.linear(h, w(`${p}.attn.c_attn.weight`), w(`${p}.attn.c_attn.bias`), "in_out"); // [B, T, 3d]
+    const h = layerNorm(weights, `${p}.ln_1`, x, eps);
+    const qkv = linear(`${p}.attn.c_attn`, h, true); // [B, T, 3d]
     const q = splitHeads(o.slice(qkv, -1, 0, d), heads, hd); // [B, H, T, hd]
     const kv = withPast(past, splitHeads(o.slice(qkv, -1, d, 2 * d), heads, hd), splitHeads(o.slice(qkv, -1, 2 * d, 3 * d), heads, hd));
-    const scale = config.scaleAttnWeights ? 1 / Math.sqrt(hd) : 1;
+    const scale = config.family.scaleAttnWeights ? 1 / Math.sqrt(hd) : 1;
     const attn = mergeHeads(nn.attention(q, kv.key, kv.value, mask, scale), heads, hd); // [B, T, d]
-    x = o.add(x, nn.linear(attn, w(`${p}.attn.c_proj.weight`), w(`${p}.attn.c_proj.bias`), "in_out"));
+    x = o.add(x, linear(`${p}.attn.c_proj`, attn, true));
     // MLP: d → 4d → d.
-    const h2 = o.layerNorm(x, w(`${p}.ln_2.weight`), w(`${p}.ln_2.bias`), config.normEps);
-    const up = activation(nn.linear(h2, w(`${p}.mlp.c_fc.weight`), w(`${p}.mlp.c_fc.bias`), "in_out"));
-    x = o.add(x, nn.linear(up, w(`${p}.mlp.c_proj.weight`), w(`${p}.mlp.c_proj.bias`), "in_out"));
+    const h2 = layerNorm(weights, `${p}.ln_2`, x, eps);
+    const up = activation(linear(`${p}.mlp.c_fc`, h2, true));
+    x = o.add(x, linear(`${p}.mlp.c_proj`, up, true));
     return { x, kv };
   }
 
@@ -41,53 +131,24 @@ export function gpt2(config: ModelConfig, weights: Weights): CausalLM {
     weights,
     embeddingName: "wte.weight",
     embed: (ids) => o.gather(w("wte.weight"), ids, 0),
-    forward({ inputsEmbeds, positions, allowed, past }: ForwardArgs): ForwardResult {
+    forward({ inputsEmbeds, positions, allowed, past, hooks }: ForwardArgs): ForwardResult {
       const x = o.add(inputsEmbeds, o.gather(w("wpe.weight"), positions, 0)); // token + position embeddings
       const mask = new nn.AttentionMask(allowed); // shared by every layer
-      return runBlocks(x, config.numLayers, past, (i, h, kv) => block(i, h, mask, kv), (h) =>
-        o.layerNorm(h, w("ln_f.weight"), w("ln_f.bias"), config.normEps),
-      );
+      const linear = hookedLinear(weights, "in_out", hooks);
+      return runBlocks(x, config.numLayers, past, (i, h, kv) => block(i, h, linear, mask, kv), (h) => layerNorm(weights, "ln_f", h, eps));
     },
     // Usually tied: logits = h · wteᵀ, with wte used as stored.
     lmHead: (h) => o.gemm(h, w(config.tieWordEmbeddings ? "wte.weight" : "lm_head.weight"), { transB: true }),
   };
 }
 
-function pickActivation(config: ModelConfig): (x: Value) => Value {
-  switch (config.activation) {
-    case "gelu_new":
-    case "gelu_pytorch_tanh":
-      return nn.geluTanh;
-    case "gelu":
-      return nn.gelu;
-    case "relu":
-      return nn.relu;
-    case "silu":
-      return nn.silu;
-  }
-}
-
-function checkShapes(c: ModelConfig, weights: Weights): void {
-  const d = c.hiddenSize;
-  const expect = (name: string, shape: number[]) => weights.expectShape(name, shape);
-  expect("wte.weight", [c.vocabSize, d]);
-  expect("wpe.weight", [c.maxPositions, d]);
-  for (let i = 0; i < c.numLayers; i++) {
-    for (const ln of ["ln_1", "ln_2"]) {
-      expect(`h.${i}.${ln}.weight`, [d]);
-      expect(`h.${i}.${ln}.bias`, [d]);
-    }
-    expect(`h.${i}.attn.c_attn.weight`, [d, 3 * d]);
-    expect(`h.${i}.attn.c_attn.bias`, [3 * d]);
-    expect(`h.${i}.attn.c_proj.weight`, [d, d]);
-    expect(`h.${i}.attn.c_proj.bias`, [d]);
-    expect(`h.${i}.mlp.c_fc.weight`, [d, c.intermediateSize]);
-    expect(`h.${i}.mlp.c_fc.bias`, [c.intermediateSize]);
-    expect(`h.${i}.mlp.c_proj.weight`, [c.intermediateSize, d]);
-    expect(`h.${i}.mlp.c_proj.bias`, [d]);
-  }
-  expect("ln_f.weight", [d]);
-  expect("ln_f.bias", [d]);
-  if (!c.tieWordEmbeddings) expect("lm_head.weight", [c.vocabSize, d]);
-  if (c.headDim * c.numHeads !== d) fail("config", `n_embd ${d} is not n_head ${c.numHeads} × head size`, { field: "n_embd" });
-}
+registerArchitecture<Gpt2Fields>({
+  modelTypes: ["gpt2"],
+  positions: "learned",
+  optionalPrefix: "transformer.",
+  // Old causal-mask buffers some checkpoints saved.
+  ignoredTensors: [/^h\.\d+\.attn\.(bias|masked_bias)$/],
+  parseConfig: parseGpt2Config,
+  tensorSpec: gpt2TensorSpec,
+  build: gpt2,
+});

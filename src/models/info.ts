@@ -3,12 +3,13 @@ import { promises as fsp } from "node:fs";
 import { join } from "node:path";
 import { canonicalName, isIgnoredTensor } from "./checkpoint.js";
 import { openCheckpoint } from "../formats/checkpoint.js";
-import { readModelConfig, type ModelType } from "./config.js";
+import { readModelConfig } from "./config.js";
 
 export interface ModelInfo {
   /** The transformers class, e.g. "LlamaForCausalLM" (the model type when config.json names none). */
   architecture: string;
-  modelType: ModelType;
+  /** config.json's model_type. */
+  modelType: string;
   /** Counted from the safetensors headers; tied embeddings once, buffers not at all. */
   parameters: number;
   /** The safetensors dtype holding most parameters, e.g. "BF16". */

@@ -1,0 +1,90 @@
+/**
+ * Rotary position embeddings (Su et al. 2021) as configs describe them, for every rotary family:
+ * the base θ and optional frequency scaling, read from either config format, and the inverse
+ * frequencies the graph turns into cos/sin tables (nn.rotaryTables).
+ */
+import { z } from "zod";
+import { fail } from "../util/errors.js";
+import { count, eps } from "./config-fields.js";
+
+export const ROPE_TYPES = ["default", "llama3"] as const;
+
+export type RopeConfig =
+  | { type: "default"; theta: number }
+  | {
+      /** Llama 3.1 frequency scaling: long wavelengths divided by `factor`, short kept, a smooth blend between. */
+      type: "llama3";
+      theta: number;
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositions: number;
+    };
+
+/** rope_parameters (5.x) and rope_scaling (4.x) share these keys; 4.x spells rope_type as type. */
+const ropeBlock = z.looseObject({
+  rope_type: z.string().optional(),
+  type: z.string().optional(),
+  rope_theta: eps.optional(),
+  factor: eps.optional(),
+  low_freq_factor: eps.optional(),
+  high_freq_factor: eps.optional(),
+  original_max_position_embeddings: count.optional(),
+});
+
+/** The config.json fields that describe rotary positions, in both formats: spread into a family's schema. */
+export const ropeFields = {
+  rope_theta: eps.optional(),
+  rope_scaling: ropeBlock.nullish(),
+  rope_parameters: ropeBlock.nullish(),
+};
+
+type RopeRaw = z.infer<z.ZodObject<typeof ropeFields>>;
+
+/** The rotary settings of a config; `defaultTheta` is the family's when the config names none. */
+export function parseRope(c: RopeRaw, file: string, defaultTheta = 10000): RopeConfig {
+  // 5.x keeps everything in rope_parameters; 4.x has rope_theta at the top and scaling in rope_scaling.
+  const fieldName = c.rope_parameters != null ? "rope_parameters" : "rope_scaling";
+  const params = c.rope_parameters ?? c.rope_scaling ?? {};
+  const theta = c.rope_parameters?.rope_theta ?? c.rope_theta ?? defaultTheta;
+  const type = params.rope_type ?? params.type ?? "default";
+  if (type === "default") return { type, theta };
+  if (type !== "llama3") {
+    fail("config", `rope type ${JSON.stringify(type)} is not supported; supported: ${ROPE_TYPES.join(", ")}`, {
+      file,
+      field: `${fieldName}.rope_type`,
+    });
+  }
+  const need = <K extends "factor" | "low_freq_factor" | "high_freq_factor" | "original_max_position_embeddings">(
+    key: K,
+  ): number =>
+    params[key] ?? fail("config", "missing required field for llama3 rope", { file, field: `${fieldName}.${key}` });
+  return {
+    type,
+    theta,
+    factor: need("factor"),
+    lowFreqFactor: need("low_freq_factor"),
+    highFreqFactor: need("high_freq_factor"),
+    originalMaxPositions: need("original_max_position_embeddings"),
+  };
+}
+
+/**
+ * inv_freq = 1 / θ^(2i/hd), computed in float32 as HF does; "llama3" scaling (Llama 3.1) divides long
+ * wavelengths by `factor`, keeps short ones, and blends smoothly in between.
+ */
+export function rotaryInverseFrequencies(rope: RopeConfig, hd: number): Float32Array {
+  const inv = new Float32Array(hd / 2);
+  for (let i = 0; i < hd / 2; i++) inv[i] = 1 / Math.fround(Math.pow(rope.theta, Math.fround((2 * i) / hd)));
+  if (rope.type !== "llama3") return inv;
+  const { factor, lowFreqFactor, highFreqFactor, originalMaxPositions } = rope;
+  const lowFreqWavelen = originalMaxPositions / lowFreqFactor;
+  const highFreqWavelen = originalMaxPositions / highFreqFactor;
+  return inv.map((f) => {
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen < highFreqWavelen) return f;
+    if (wavelen > lowFreqWavelen) return f / factor;
+    const smooth = (originalMaxPositions / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+    return (1 - smooth) * (f / factor) + smooth * f;
+  });
+}
