@@ -3,7 +3,7 @@
 import { grad } from "../src/graph/autodiff.js";
 import { buildModel } from "../src/models/build.js";
 import { Program } from "../src/runtime/session.js";
-import { promptLossFeeds, promptLossGraph } from "../src/train/objective.js";
+import { promptLossFeeds, promptLossGraph } from "../src/peft/prompt-tuning/model.js";
 import { Rng } from "../src/util/rng.js";
 import { forwardFlops, inputBackwardFlops, measureMatmulPeak, peakRssMb, randomWeights, shapeConfig, timeIt } from "./common.js";
 

@@ -14,22 +14,24 @@ export { loadTokenizer, type Tokenizer } from "./tokenizer/index.js";
 export { readExamples, tokenizeExamples, makeBatches, splitTrainValid, type Example } from "./data/index.js";
 
 // Prompt tuning and the PEFT format
-export { savePromptAdapter, loadPromptAdapter, checkAdapterFits, type PromptAdapter } from "./peft/adapter.js";
+export { registerMethod, methodByName, registeredMethods, saveAdapter, loadAdapter, checkAdapterFits, type PeftMethod, type Adapter, type Params } from "./peft/index.js";
+export { savePromptAdapter, loadPromptAdapter, type PromptAdapter } from "./peft/prompt-tuning/index.js";
 export { initPrompt } from "./peft/prompt-tuning/init.js";
 export { inspectPrompt, promptSimilarity } from "./peft/inspect.js";
 
 // Training
-export { trainPrompt, type TrainRun, type TrainEvent, type TrainResult } from "./train/trainer.js";
+export { trainAdapter, trainPrompt, type TrainRun, type TrainEvent, type TrainResult } from "./train/trainer.js";
 export { parseTrainConfig, type TrainConfig } from "./train/config.js";
-export { promptLossGraph, promptLossFeeds } from "./train/objective.js";
-export { LossEvaluator } from "./train/evaluate.js";
+export { lossGraph, lossFeeds } from "./train/objective.js";
+export { promptLossGraph, promptLossFeeds } from "./peft/prompt-tuning/model.js";
+export { LossEvaluator } from "./eval/loss.js";
 export { AdamW, Adafactor } from "./train/optim.js";
 
 // Inference
 export { generate, type GenerateRequest, type Generation, type SoftPrompt } from "./infer/generate.js";
 export { PromptCache } from "./infer/kv-cache.js";
 export { scoreCompletions, scoreChoices } from "./infer/score.js";
-export { evaluateTask } from "./infer/evaluate-task.js";
+export { evaluateTask } from "./eval/task.js";
 
 // The engine
 export * as ops from "./graph/ops.js";

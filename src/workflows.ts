@@ -3,29 +3,40 @@
  * what it needs and returns a plain result. The CLI only parses arguments and prints these.
  */
 import { createHash } from "node:crypto";
+import { promises as fsp } from "node:fs";
 import { basename } from "node:path";
 import { fail } from "./util/errors.js";
 import { type Model, loadModel } from "./models/index.js";
 import { modelInfo as readModelInfo, type ModelInfo } from "./models/info.js";
 import { resolveModelDir } from "./formats/hub.js";
 import { readExamples, splitTrainValid, tokenizeExamples } from "./data/index.js";
-import { type BaseModel, checkAdapterFits, loadPromptAdapter } from "./peft/adapter.js";
+import { type Adapter, type BaseModel, checkAdapterFits, loadAdapter, paramsDigest } from "./peft/adapter.js";
+import type { PromptTuningOptions } from "./peft/prompt-tuning/config.js";
 import { inspectPrompt, promptSimilarity, type PromptSimilarity, type VectorReport } from "./peft/inspect.js";
-import { parseTrainConfig, type TrainConfig } from "./train/config.js";
-import { trainPrompt, type TrainEvent, type TrainResult } from "./train/trainer.js";
+import { parseTrainConfig, type TrainerSettings } from "./train/config.js";
+import { trainAdapter, type TrainEvent, type TrainResult } from "./train/trainer.js";
 import { generate, type Generation, type SoftPrompt } from "./infer/generate.js";
-import { evaluateTask, type Prompting, type TaskEvalResult } from "./infer/evaluate-task.js";
+import { writeLossCurve } from "./report/loss-curve.js";
+import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
 
 export async function info(model: string): Promise<ModelInfo> {
   return readModelInfo(await resolveModelDir(model));
 }
 
-/** A PEFT prompt-tuning adapter, checked against the model, ready to generate or evaluate with. */
-export async function loadSoftPrompt(adapterDir: string, model: Model, modelName: string): Promise<{ prompt: SoftPrompt; numVirtual: number }> {
-  const adapter = await loadPromptAdapter(adapterDir);
+export interface LoadedAdapter {
+  adapter: Adapter;
+  /** What inference uses of it; its id carries the adapter's version (a digest of its tensors), so caches never serve a stale one. */
+  prompt: SoftPrompt;
+  numVirtual: number;
+}
+
+/** A PEFT adapter folder of any registered method, checked against the model, ready to generate or evaluate with. */
+export async function loadSoftPrompt(adapterDir: string, model: Model, modelName: string): Promise<LoadedAdapter> {
+  const adapter = await loadAdapter(adapterDir);
   checkAdapterFits(adapter, baseModelOf(model, modelName), adapterDir);
-  const digest = createHash("sha256").update(new Uint8Array(adapter.embeddings.buffer)).digest("hex").slice(0, 16);
-  return { prompt: { id: `${basename(adapterDir)}:${digest}`, embeddings: adapter.embeddings }, numVirtual: adapter.config.num_virtual_tokens };
+  const { embeddings } = adapter.method.inferenceForm(adapter.config, adapter.params);
+  const version = paramsDigest(adapter.params).slice(0, 16);
+  return { adapter, prompt: { id: `${basename(adapterDir)}:${version}`, embeddings }, numVirtual: embeddings.length / model.config.hiddenSize };
 }
 
 export function baseModelOf(model: Model, name: string): BaseModel {
@@ -33,16 +44,23 @@ export function baseModelOf(model: Model, name: string): BaseModel {
   return { name, hiddenSize, numLayers, numHeads, embeddings: model.lm.weights.tensor(model.lm.embeddingName).data };
 }
 
-export interface TrainOptions extends Partial<TrainConfig> {
+/** Trainer settings, the method's own options (prompt tuning's typed here; any registered method's accepted), and where things are. */
+export type TrainOptions = Partial<TrainerSettings> & Partial<PromptTuningOptions> & Record<string, unknown> & {
+  /** A registered method (default "prompt-tuning"). */
+  method?: string;
   model: string;
   data: string;
   /** Validation data; without it, `validFraction` of the data is held out. */
   valid?: string;
   output: string;
   resume?: boolean;
+  /** Start over in an output folder that holds a run. */
+  overwrite?: boolean;
+  /** Abort to stop after the current step with a checkpoint written (Ctrl-C). */
+  signal?: AbortSignal;
   onStep?: (event: TrainEvent) => void;
   onLog?: (line: string) => void;
-}
+};
 
 export interface TrainSummary extends TrainResult {
   output: string;
@@ -52,7 +70,7 @@ export interface TrainSummary extends TrainResult {
 }
 
 export async function train(options: TrainOptions): Promise<TrainSummary> {
-  const { model: modelName, data, valid, output, resume, onStep, onLog, ...settings } = options;
+  const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, ...settings } = options;
   const config = parseTrainConfig(settings);
   const model = await loadModel(modelName);
   const examples = await readExamples(data);
@@ -62,7 +80,9 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   const validSet = tokenize(split.valid);
   const truncated = trainSet.truncated + validSet.truncated;
   if (truncated > 0) onLog?.(`warning: ${truncated} examples were longer than --max-length ${config.maxLength} and lost tokens from the left of their prompt`);
-  const result = await trainPrompt({
+  const fingerprints: Record<string, string> = { "--data": await fileDigest(data) };
+  if (valid !== undefined) fingerprints["--valid"] = await fileDigest(valid);
+  const result = await trainAdapter({
     lm: model.lm,
     tokenizer: model.tokenizer,
     baseModelName: modelName,
@@ -71,9 +91,13 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
     config,
     outputDir: output,
     resume,
+    overwrite,
+    fingerprints,
+    signal,
     onStep,
     onLog,
   });
+  await writeLossCurve(output);
   return { ...result, output, trainExamples: trainSet.items.length, validExamples: validSet.items.length, truncated };
 }
 
@@ -137,9 +161,9 @@ export async function evaluate(options: EvalOptions): Promise<EvalReport> {
   const baselines: EvalReport["baselines"] = {};
   if (options.compareText !== undefined) baselines.text = await run({ kind: "text", text: options.compareText });
   if (options.adapter === undefined) return { ...(await run({ kind: "none" })), prompting: "none", baselines };
-  const soft = await loadSoftPrompt(options.adapter, model, options.model);
+  const { adapter, prompt } = await loadSoftPrompt(options.adapter, model, options.model);
   baselines.none = await run({ kind: "none" });
-  return { ...(await run({ kind: "soft", ...soft })), prompting: "soft", baselines };
+  return { ...(await run({ kind: "soft", adapter, prompt })), prompting: "soft", baselines };
 }
 
 export interface InspectReport {
@@ -155,4 +179,11 @@ export async function inspect(options: { model: string; adapter: string; compare
   if (options.compare === undefined) return { vectors };
   const other = await loadSoftPrompt(options.compare, model, options.model);
   return { vectors, similarity: promptSimilarity(prompt.embeddings, other.prompt.embeddings, model.config.hiddenSize) };
+}
+
+/** What an adapter folder holds and how it was trained (`softprompt show`). */
+export { describeAdapter as show, type AdapterSummary } from "./report/adapter-summary.js";
+
+async function fileDigest(path: string): Promise<string> {
+  return createHash("sha256").update(await fsp.readFile(path)).digest("hex");
 }

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import * as o from "../src/graph/ops.js";
 import { grad } from "../src/graph/autodiff.js";
-import { promptLossFeeds, promptLossGraph } from "../src/train/objective.js";
+import { promptLossFeeds, promptLossGraph } from "../src/peft/prompt-tuning/model.js";
 import { Program } from "../src/runtime/session.js";
 import { ARCHS, maxAbsDiff, readCase, loadGoldenModel } from "./helpers/golden.js";
 

@@ -12,7 +12,7 @@ import { loadTokenizer } from "../src/tokenizer/index.js";
 import { tokenizeExamples, type Example } from "../src/data/index.js";
 import { parseTrainConfig } from "../src/train/config.js";
 import { trainPrompt, type TrainRun } from "../src/train/trainer.js";
-import { loadPromptAdapter } from "../src/peft/adapter.js";
+import { loadPromptAdapter } from "../src/peft/prompt-tuning/index.js";
 import { SoftpromptError } from "../src/util/errors.js";
 import { modelDir } from "./helpers/golden.js";
 
@@ -71,7 +71,7 @@ describe("trainPrompt", () => {
     expect(stopAt8).toBe(true);
     const resumed = await trainPrompt({ ...part.run, resume: true });
     expect(resumed.steps).toBe(12);
-    expect(Buffer.from(resumed.prompt.buffer).equals(Buffer.from(whole.prompt.buffer))).toBe(true);
+    expect(Buffer.from(resumed.params.get("prompt")!.data.buffer).equals(Buffer.from(whole.params.get("prompt")!.data.buffer))).toBe(true);
     expect(resumed.bestValidLoss).toBe(whole.bestValidLoss);
     rmSync(full.outputDir, { recursive: true });
     rmSync(part.outputDir, { recursive: true });
@@ -82,7 +82,8 @@ describe("trainPrompt", () => {
     const accum = await setup({ steps: 2, batchSize: 2, gradAccum: 2, evalEvery: 100 });
     const a = await trainPrompt(one.run);
     const b = await trainPrompt(accum.run);
-    for (let i = 0; i < a.prompt.length; i++) expect(Math.abs(a.prompt[i] - b.prompt[i])).toBeLessThan(1e-5);
+    const [pa, pb] = [a.params.get("prompt")!.data, b.params.get("prompt")!.data];
+    for (let i = 0; i < pa.length; i++) expect(Math.abs(pa[i] - pb[i])).toBeLessThan(1e-5);
     rmSync(one.outputDir, { recursive: true });
     rmSync(accum.outputDir, { recursive: true });
   });

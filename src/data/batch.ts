@@ -15,13 +15,13 @@ export interface BatchOptions {
   rng?: Rng;
 }
 
-/** Row-major [batchSize, seqLen] tensors, ready to feed as int32 (cast to int64 where a model wants it). */
-export interface Batch {
-  inputIds: Int32Array;
+/** A padded batch: row-major [batchSize, seqLen] ids, mask and labels (makeBatches gives Int32Arrays; graphs take any numbers). */
+export interface Batch<A extends ArrayLike<number> = Int32Array> {
+  inputIds: A;
   /** 1 for a real token, 0 for padding. */
-  attentionMask: Int32Array;
+  attentionMask: A;
   /** -100 on padding and wherever nothing is learned. */
-  labels: Int32Array;
+  labels: A;
   batchSize: number;
   seqLen: number;
 }

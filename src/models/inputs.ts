@@ -50,3 +50,10 @@ export function idsTensor(rows: readonly (readonly number[])[]): { data: BigInt6
   rows.forEach((row, b) => row.forEach((id, t) => (data[b * length + t] = BigInt(id))));
   return { data, dims: [rows.length, length] };
 }
+
+/**
+ * How positions are given after virtual tokens: "row" — each row as if alone (virtual tokens 0..n-1,
+ * then its real tokens n, n+1, …, wherever its padding sits); "peft" — 0..n+T-1 over virtual tokens,
+ * padding and tokens, as PEFT's prompt tuning (it passes no position_ids).
+ */
+export type PositionMode = "row" | "peft";

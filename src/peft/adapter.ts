@@ -1,26 +1,29 @@
 /**
  * PEFT's adapter folder: adapter_config.json + adapter_model.safetensors, exactly the layout
- * PEFT's save_pretrained writes, so adapters move between softprompt and Python both ways.
+ * PEFT's save_pretrained writes, so adapters move between softprompt and Python both ways. Shared by
+ * every method: the method supplies its config schema and its tensors (see method.ts).
  * Each file is written atomically (temporary file, then rename).
  */
 import { promises as fsp, existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fail } from "../util/errors.js";
-import { parseWith } from "../formats/json.js";
 import { writeFileAtomic } from "../util/fs.js";
-import { SafetensorsFile, writeSafetensors } from "../formats/safetensors.js";
-import { promptTuningConfigSchema, type PromptTuningConfig } from "./prompt-tuning/config.js";
+import { parseWith } from "../formats/json.js";
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from "../formats/safetensors.js";
+import { type Param, type Params, type PeftConfigBase, type PeftMethod, methodByPeftType } from "./method.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
 /** The peft version whose format we write. */
 export const PEFT_VERSION = "0.21.0";
 
-export interface PromptAdapter {
-  config: PromptTuningConfig;
-  /** [numVirtualTokens, tokenDim] */
-  embeddings: Float32Array;
+export interface Adapter<Config extends PeftConfigBase = PeftConfigBase> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  method: PeftMethod<any, Config>;
+  config: Config;
+  /** The method's trainable tensors, by its own names. */
+  params: Params;
   /** The safetensors header's metadata; ours adds the base model's fingerprint to PEFT's {"format": "pt"}. */
   metadata?: Record<string, string>;
 }
@@ -39,20 +42,32 @@ export function baseFingerprint(embeddings: Float32Array): string {
   return digest;
 }
 
-export async function savePromptAdapter(dir: string, adapter: PromptAdapter): Promise<void> {
-  const { config, embeddings } = adapter;
-  const n = config.num_virtual_tokens;
-  const d = config.token_dim;
-  if (embeddings.length !== n * d) fail("adapter", `prompt has ${embeddings.length} values, expected ${n} × ${d}`);
+/** sha256 of an adapter's tensors (name, shape, values): its version, e.g. as a cache key. */
+export function paramsDigest(params: Params): string {
+  const hash = createHash("sha256");
+  for (const [name, p] of [...params].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    hash.update(`${name}[${p.shape.join(",")}]`).update(new Uint8Array(p.data.buffer, p.data.byteOffset, p.data.byteLength));
+  }
+  return hash.digest("hex");
+}
+
+export async function saveAdapter(dir: string, adapter: Adapter): Promise<void> {
+  const { method, config, params } = adapter;
+  const tensors: Record<string, TensorToWrite> = {};
+  for (const [name, p] of method.toPeftTensors(config, params)) {
+    const size = p.shape.reduce((a, b) => a * b, 1);
+    if (p.data.length !== size) fail("adapter", `${name} has ${p.data.length} values, expected [${p.shape.join(", ")}]`, { tensor: name });
+    tensors[name] = { dtype: "F32", shape: p.shape, data: p.data };
+  }
   // Each file is replaced atomically; the folder itself may hold other things (a training log, checkpoints).
   await fsp.mkdir(dir, { recursive: true });
-  const metadata = { ...adapter.metadata, format: "pt" };
-  await writeSafetensors(join(dir, ADAPTER_WEIGHTS), { prompt_embeddings: { dtype: "F32", shape: [n, d], data: embeddings } }, metadata);
+  await writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors, { ...adapter.metadata, format: "pt" });
   const json = { peft_version: PEFT_VERSION, ...sortKeys(config) };
   await writeFileAtomic(join(dir, ADAPTER_CONFIG), JSON.stringify(json, null, 2) + "\n");
 }
 
-export async function loadPromptAdapter(dir: string): Promise<PromptAdapter> {
+/** Read an adapter folder of any registered method; every tensor is checked finite. */
+export async function loadAdapter(dir: string): Promise<Adapter> {
   const configPath = join(dir, ADAPTER_CONFIG);
   const weightsPath = join(dir, ADAPTER_WEIGHTS);
   for (const f of [configPath, weightsPath]) if (!existsSync(f)) fail("adapter", "missing: an adapter folder holds adapter_config.json and adapter_model.safetensors", { file: f });
@@ -62,23 +77,18 @@ export async function loadPromptAdapter(dir: string): Promise<PromptAdapter> {
   } catch (err) {
     return fail("adapter", `not valid JSON: ${(err as Error).message}`, { file: configPath }, err);
   }
-  const kind = (raw as { peft_type?: unknown })?.peft_type;
-  if (kind !== "PROMPT_TUNING") fail("adapter", `peft_type ${JSON.stringify(kind)} is not supported here; expected "PROMPT_TUNING"`, { file: configPath, field: "peft_type" });
-  const config = parseWith(promptTuningConfigSchema, raw, "adapter", { file: configPath });
-  if (config.num_transformer_submodules !== 1) {
-    fail("adapter", `num_transformer_submodules ${config.num_transformer_submodules} is for encoder-decoder models; expected 1`, { file: configPath, field: "num_transformer_submodules" });
-  }
+  const method = methodByPeftType((raw as { peft_type?: unknown } | null)?.peft_type, configPath);
+  const config = parseWith(method.config, raw, "adapter", { file: configPath }) as PeftConfigBase;
   const file = await SafetensorsFile.open(weightsPath);
   try {
-    if (!file.has("prompt_embeddings")) fail("adapter", "no tensor prompt_embeddings", { file: weightsPath });
-    const info = file.info("prompt_embeddings");
-    const want = [config.num_virtual_tokens, config.token_dim];
-    if (info.shape.length !== 2 || info.shape[0] !== want[0] || info.shape[1] !== want[1]) {
-      fail("adapter", `shape [${info.shape.join(", ")}] does not match the config's [${want.join(", ")}]`, { file: weightsPath, tensor: "prompt_embeddings" });
-    }
-    const embeddings = await file.readFloat32("prompt_embeddings");
-    if (!embeddings.every(Number.isFinite)) fail("adapter", "holds NaN or Inf values", { file: weightsPath, tensor: "prompt_embeddings" });
-    return { config, embeddings, metadata: file.metadata };
+    const read = async (name: string): Promise<Param> => {
+      if (!file.has(name)) fail("adapter", `no tensor ${name}`, { file: weightsPath });
+      const data = await file.readFloat32(name);
+      if (!data.every(Number.isFinite)) fail("adapter", "holds NaN or Inf values", { file: weightsPath, tensor: name });
+      return { shape: [...file.info(name).shape], data };
+    };
+    const params = await method.fromPeftTensors(config, read, weightsPath);
+    return { method, config, params, metadata: file.metadata };
   } finally {
     await file.close();
   }
@@ -97,10 +107,10 @@ export interface BaseModel {
  * Refuse an adapter made for another model: by our fingerprint when the adapter has one (exact),
  * else by what PEFT records (width, layers, heads, and the base model's name).
  */
-export function checkAdapterFits(adapter: PromptAdapter, model: BaseModel, where: string): void {
+export function checkAdapterFits(adapter: { config: PeftConfigBase; metadata?: Record<string, string> }, model: BaseModel, where: string): void {
   const { token_dim, num_layers, num_attention_heads, base_model_name_or_path } = adapter.config;
   const mismatch = (field: string, message: string) => fail("adapter", message, { file: where, field });
-  if (token_dim !== model.hiddenSize) mismatch("token_dim", `token_dim ${token_dim} does not match the model's hidden size ${model.hiddenSize}`);
+  if (token_dim !== undefined && token_dim !== model.hiddenSize) mismatch("token_dim", `token_dim ${token_dim} does not match the model's hidden size ${model.hiddenSize}`);
   const fingerprint = adapter.metadata?.[BASE_FINGERPRINT];
   if (fingerprint !== undefined) {
     if (fingerprint !== baseFingerprint(model.embeddings)) {

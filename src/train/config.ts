@@ -1,22 +1,17 @@
 /**
- * Training settings with their defaults, validated with zod. Defaults follow Lester et al. 2021
- * where they apply (20 virtual tokens, vocabulary init) and PEFT's prompt-tuning examples otherwise.
+ * Training settings with their defaults, validated with zod: the trainer's own, and the chosen method's
+ * (see each method's `options` schema; prompt tuning's defaults follow Lester et al. 2021 where they
+ * apply, PEFT's examples otherwise). One flat object in, split by the method's keys.
  */
 import { z } from "zod";
-import { fail } from "../util/errors.js";
 import { parseWith } from "../formats/json.js";
-import { PROMPT_INITS } from "../peft/prompt-tuning/config.js";
+import { methodByName } from "../peft/index.js";
 import { DECAYS } from "./schedule.js";
 
-export const trainConfigSchema = z
+export const DEFAULT_METHOD = "prompt-tuning";
+
+export const trainerSettingsSchema = z
   .object({
-    /** Virtual tokens in the prompt. */
-    numVirtualTokens: z.number().int().positive().default(20),
-    init: z.enum(PROMPT_INITS).default("vocab"),
-    /** The hard prompt whose embeddings start the soft prompt (init "text"). */
-    initText: z.string().optional(),
-    /** Class label words whose embeddings come first (init "labels"). */
-    labels: z.array(z.string()).optional(),
     optimizer: z.enum(["adamw", "adafactor"]).default("adamw"),
     /** Peak learning rate; prompts take large ones (Lester et al.: 0.3 with Adafactor). */
     lr: z.number().positive().default(3e-2),
@@ -45,13 +40,22 @@ export const trainConfigSchema = z
   })
   .strict();
 
-export type TrainConfig = z.infer<typeof trainConfigSchema>;
+export type TrainerSettings = z.infer<typeof trainerSettingsSchema>;
 
-export function parseTrainConfig(input: unknown, source = "training options"): TrainConfig {
-  const config = parseWith(trainConfigSchema, input, "config", { file: source });
-  if (config.init === "text" && !config.initText) fail("config", 'init "text" needs initText', { file: source, field: "initText" });
-  if (config.init === "labels" && !(config.labels && config.labels.length > 0)) {
-    fail("config", 'init "labels" needs labels', { file: source, field: "labels" });
-  }
-  return config;
+export interface TrainConfig extends TrainerSettings {
+  /** A registered method's name. */
+  method: string;
+  /** The method's own settings, validated by its `options` schema. */
+  methodOptions: Record<string, unknown>;
+}
+
+export function parseTrainConfig(input: Record<string, unknown>, source = "training options"): TrainConfig {
+  const { method: name = DEFAULT_METHOD, ...rest } = input;
+  const method = methodByName(String(name));
+  const methodKeys = new Set(Object.keys(method.options.shape));
+  const ownPart = Object.fromEntries(Object.entries(rest).filter(([k]) => !methodKeys.has(k)));
+  const methodPart = Object.fromEntries(Object.entries(rest).filter(([k]) => methodKeys.has(k)));
+  const settings = parseWith(trainerSettingsSchema, ownPart, "config", { file: source });
+  const methodOptions = parseWith(method.options, methodPart, "config", { file: source }) as Record<string, unknown>;
+  return { ...settings, method: method.name, methodOptions };
 }

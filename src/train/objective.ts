@@ -1,86 +1,96 @@
 /**
- * The language-model objective for soft-prompt training: mean cross-entropy of the answer tokens,
- * with the LM head applied only at positions that carry a label (it is the model's largest matmul).
- * Labels follow HF: logits at position t predict labels[t + 1]; -100 is not counted.
+ * The language-model objective: mean cross-entropy of the answer tokens, for the frozen model with an
+ * adapter's changes (or none), with the LM head applied only at positions that carry a label (it is the
+ * model's largest matmul). Labels follow HF: the token at position t predicts labels[t + 1]; -100 is
+ * not counted; a row's first token is predicted only by virtual tokens before it, never by another row.
  */
 import { type Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
+import { fail } from "../util/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import { arangePositions, attentionPattern } from "../models/inputs.js";
-import { prependPrompt, promptIndexFor } from "../peft/prompt-tuning/model.js";
-import { IGNORE_INDEX } from "../data/tokenize.js";
+import { type PositionMode, attentionPattern } from "../models/inputs.js";
+import { type Batch, IGNORE_INDEX } from "../data/index.js";
 import type { Tensor } from "../runtime/session.js";
+import type { Adaptation } from "../peft/method.js";
 
-/** A padded batch: row-major [batchSize, seqLen] ids, mask (1 = real) and labels (-100 = not learned). */
-export interface TokenBatch {
-  inputIds: ArrayLike<number>;
-  attentionMask: ArrayLike<number>;
-  labels: ArrayLike<number>;
-  batchSize: number;
-  seqLen: number;
-}
-
-export interface PromptLossGraph {
-  /** The trainable prompt table [tables·n, d] (one prompt: [n, d]); absent when n = 0. */
-  prompt?: Value;
+export interface LossGraph {
   /** Mean cross-entropy over labelled tokens. */
   loss: Value;
   /** [B, n + T, d] after the final norm. */
   hidden: Value;
   /** How many labelled tokens the batch has (as float): the weight of this batch's mean. */
   count: Value;
+  /** Virtual tokens before the text (0 without them). */
+  numVirtual: number;
 }
 
-/** The loss graph of a prompt-tuned model (n = 0: the bare model); feed it with `promptLossFeeds`. */
-export function promptLossGraph(lm: CausalLM, numVirtual: number, tables = 1): PromptLossGraph {
-  const d = lm.config.hiddenSize;
+/** The loss graph of the model with `adaptation` (none: the bare model); feed it with `lossFeeds`. */
+export function lossGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "hooks">): LossGraph {
   const ids = o.input("input_ids", "int64", ["batch", "seq"]);
+  const virtual = adaptation?.virtualEmbeds;
+  const numVirtual = virtual === undefined ? 0 : (virtual.shape[1] as number);
   const total = numVirtual > 0 ? `${numVirtual}+seq` : "seq"; // virtual tokens, then the text
   const positions = o.input("position_ids", "int64", ["batch", total]);
   const allowed = o.input("allowed", "bool", ["batch", 1, total, total]);
   const labelPositions = o.input("label_positions", "int64", ["labels"]);
   const labelTargets = o.input("label_targets", "int64", ["labels"]);
 
-  let prompt: Value | undefined;
-  let inputsEmbeds = lm.embed(ids);
-  if (numVirtual > 0) {
-    prompt = o.input("prompt", "float32", [tables * numVirtual, d]);
-    inputsEmbeds = prependPrompt(prompt, o.input("prompt_index", "int64", ["batch", numVirtual]), inputsEmbeds);
-  }
-  const { hidden } = lm.forward({ inputsEmbeds, positions, allowed });
-  const picked = o.gather(o.reshape(hidden, [-1, d]), labelPositions, 0); // [M, d]: only labelled positions
+  const tokens = lm.embed(ids);
+  const inputsEmbeds = virtual === undefined ? tokens : o.concat([virtual, tokens], 1);
+  const { hidden } = lm.forward({ inputsEmbeds, positions, allowed, hooks: adaptation?.hooks });
+  const picked = o.gather(o.reshape(hidden, [-1, lm.config.hiddenSize]), labelPositions, 0); // [M, d]: only labelled positions
   const loss = nn.crossEntropy(lm.lmHead(picked), labelTargets);
   const count = o.cast(o.reduceSum(o.cast(o.greater(labelTargets, -1), "int64"), [0]), "float32");
-  return { prompt, loss, hidden, count };
+  return { loss, hidden, count, numVirtual };
 }
 
-/** Feeds for `promptLossGraph` from a right- or left-padded batch; row b uses prompt `which[b]` (default 0). */
-export function promptLossFeeds(batch: TokenBatch, numVirtual: number, which?: readonly number[]): Record<string, Tensor> {
+/**
+ * Feeds for `lossGraph` from a right- or left-padded batch after `numVirtual` virtual tokens.
+ * Positions "row" (default): virtual tokens 0..n-1, then each row's real tokens n, n+1, … wherever its
+ * padding sits, so a loss never depends on the batch. "peft": 0..n+T-1 for every row, padding
+ * included, as PEFT's prompt tuning (it passes no position_ids); the same for right-padded batches.
+ */
+export function lossFeeds(batch: Batch<ArrayLike<number>>, numVirtual: number, mode: PositionMode = "row"): Record<string, Tensor> {
   const { batchSize: B, seqLen: T } = batch;
   const L = numVirtual + T;
   const keyMask: number[][] = [];
-  const positions: number[] = [];
+  const positions = new BigInt64Array(B * L);
+  const labelAt: number[] = [];
   const targets: number[] = [];
   const ids = new BigInt64Array(B * T);
   for (let b = 0; b < B; b++) {
-    keyMask.push([...Array<number>(numVirtual).fill(1), ...Array.from({ length: T }, (_, t) => batch.attentionMask[b * T + t])]);
+    const real = (t: number) => batch.attentionMask[b * T + t] !== 0;
+    keyMask.push([...Array<number>(numVirtual).fill(1), ...Array.from({ length: T }, (_, t) => (real(t) ? 1 : 0))]);
+    let seen = 0;
+    for (let p = 0; p < L; p++) {
+      const t = p - numVirtual; // index in the text, negative for virtual tokens
+      const isReal = t < 0 || real(t);
+      positions[b * L + p] = BigInt(mode === "peft" ? p : isReal ? seen : 0);
+      if (isReal) seen++;
+    }
     for (let t = 0; t < T; t++) ids[b * T + t] = BigInt(batch.inputIds[b * T + t]);
-    // Full-sequence position p (virtual tokens first) predicts the label at p + 1.
-    for (let p = numVirtual - 1; p < L - 1; p++) {
-      const label = batch.labels[b * T + (p + 1 - numVirtual)];
-      if (label === IGNORE_INDEX) continue;
-      positions.push(b * L + p);
-      targets.push(label);
+    // Each real token's label is predicted at the position of the real token (or virtual token) before
+    // it; a row's first token, without virtual tokens, has nothing before it and is not predicted.
+    let before = numVirtual - 1;
+    for (let t = 0; t < T; t++) {
+      const label = batch.labels[b * T + t];
+      if (!real(t)) {
+        if (label !== IGNORE_INDEX) fail("data", `row ${b} has a label on padding at position ${t}; padding must carry ${IGNORE_INDEX}`, { field: `labels[${b}][${t}]` });
+        continue;
+      }
+      if (label !== IGNORE_INDEX && before >= 0) {
+        labelAt.push(b * L + before);
+        targets.push(label);
+      }
+      before = numVirtual + t;
     }
   }
   return {
     input_ids: { data: ids, dims: [B, T] },
-    ...(numVirtual > 0 ? { prompt_index: promptIndexFor(which ?? Array<number>(B).fill(0), numVirtual) } : {}),
-    // PEFT passes no position_ids with prompt tuning: 0..n+T-1 for every row, padding included.
-    position_ids: arangePositions(B, L),
+    position_ids: { data: positions, dims: [B, L] },
     allowed: attentionPattern(keyMask, L),
-    label_positions: { data: BigInt64Array.from(positions, BigInt), dims: [positions.length] },
+    label_positions: { data: BigInt64Array.from(labelAt, BigInt), dims: [labelAt.length] },
     label_targets: { data: BigInt64Array.from(targets, BigInt), dims: [targets.length] },
   };
 }

@@ -25,3 +25,20 @@ export const promptTuningConfigSchema = z.looseObject({
   inference_mode: z.boolean().default(true),
 });
 export type PromptTuningConfig = z.infer<typeof promptTuningConfigSchema>;
+
+/** Training options of prompt tuning (defaults after Lester et al. 2021: 20 virtual tokens, vocabulary init). */
+export const promptTuningOptionsSchema = z
+  .object({
+    /** Virtual tokens in the prompt. */
+    numVirtualTokens: z.number().int().positive().default(20),
+    init: z.enum(PROMPT_INITS).default("vocab"),
+    /** The hard prompt whose embeddings start the soft prompt (init "text"). */
+    initText: z.string().optional(),
+    /** Class label words whose embeddings come first (init "labels"). */
+    labels: z.array(z.string()).optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.init === "text" && !o.initText) ctx.addIssue({ code: "custom", message: 'init "text" needs initText', path: ["initText"] });
+    if (o.init === "labels" && !(o.labels && o.labels.length > 0)) ctx.addIssue({ code: "custom", message: 'init "labels" needs labels', path: ["labels"] });
+  });
+export type PromptTuningOptions = z.infer<typeof promptTuningOptionsSchema>;

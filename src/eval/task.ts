@@ -7,11 +7,13 @@ import { fail } from "../util/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { type Example, makeBatches, tokenizeExamples } from "../data/index.js";
-import { LossEvaluator } from "../train/evaluate.js";
-import { generate, type SoftPrompt } from "./generate.js";
-import { scoreChoices } from "./score.js";
+import type { Adapter } from "../peft/adapter.js";
+import { generate, type SoftPrompt } from "../infer/generate.js";
+import { scoreChoices } from "../infer/score.js";
+import { LossEvaluator } from "./loss.js";
 
-export type Prompting = { kind: "none" } | { kind: "soft"; prompt: SoftPrompt; numVirtual: number } | { kind: "text"; text: string };
+/** No prompt, a trained adapter (and what inference uses of it), or a hard text prompt before each input. */
+export type Prompting = { kind: "none" } | { kind: "soft"; adapter: Adapter; prompt: SoftPrompt } | { kind: "text"; text: string };
 
 export interface TaskEvalOptions {
   maxLength?: number;
@@ -43,12 +45,9 @@ export async function evaluateTask(
   const { maxLength = 512, batchSize = 8 } = options;
   const withHard = prompting.kind === "text" ? examples.map((ex) => prependText(ex, prompting.text)) : [...examples];
   const { items, truncated } = tokenizeExamples(withHard, tokenizer, { maxLength });
-  const numVirtual = prompting.kind === "soft" ? prompting.numVirtual : 0;
-  const evaluator = await LossEvaluator.create(lm, numVirtual);
-  const { loss, perplexity } = await evaluator.evaluate(
-    makeBatches(items, { batchSize, padTokenId: paddingId(tokenizer), padSide: "right" }),
-    prompting.kind === "soft" ? prompting.prompt.embeddings : undefined,
-  );
+  const adapter = prompting.kind === "soft" ? prompting.adapter : undefined;
+  const evaluator = await LossEvaluator.create(lm, adapter);
+  const { loss, perplexity } = await evaluator.evaluate(makeBatches(items, { batchSize, padTokenId: paddingId(tokenizer), padSide: "right" }), adapter?.params);
   const accuracy = await taskAccuracy(lm, tokenizer, withHard, prompting, options);
   return { loss, perplexity, accuracy, examples: examples.length, truncated };
 }

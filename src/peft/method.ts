@@ -1,0 +1,123 @@
+/**
+ * What a parameter-efficient method is, and the registry of methods (PEFT's `register_peft_method`).
+ *
+ * A method hands the trainer a map of named trainable tensors, says how they change the frozen model's
+ * forward, how they are written to and read from a PEFT adapter folder, and what inference keeps of them.
+ * The trainer, the adapter files, evaluation and inference know methods only through this interface;
+ * each method lives in its own folder under src/peft/ and ends with one `registerMethod(...)` line.
+ *
+ * The forward changes a method can make, and who uses each:
+ *  - embeddings placed before the text (`virtualEmbeds`): prompt tuning, P-tuning, multi-task prompts;
+ *  - projections wrapped by module name (`hooks.linear`, see CausalLM's ForwardHooks): LoRA;
+ *  - per-layer keys/values before the text: prefix tuning (added with it, as a third field of Adaptation).
+ */
+import type { z } from "zod";
+import { fail } from "../util/errors.js";
+import type { Value } from "../graph/ir.js";
+import type { CausalLM, ForwardHooks } from "../models/causal-lm.js";
+import type { Tokenizer } from "../tokenizer/index.js";
+import type { Tensor } from "../runtime/session.js";
+
+/** One trainable tensor: row-major float32 values and their shape. */
+export interface Param {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** A method's trainable tensors by name (the names the trainer, optimiser and checkpoint use). */
+export type Params = Map<string, Param>;
+
+/** The fields every PEFT adapter_config.json has that softprompt checks against a model. */
+export interface PeftConfigBase {
+  peft_type: string;
+  task_type?: string | null;
+  base_model_name_or_path?: string | null;
+  /** Prompt-learning methods: the model's hidden size. */
+  token_dim?: number;
+  num_layers?: number | null;
+  num_attention_heads?: number | null;
+}
+
+/** What a method may read when it creates an adapter for a model. */
+export interface MethodContext {
+  lm: CausalLM;
+  tokenizer: Tokenizer;
+  /** Recorded as base_model_name_or_path. */
+  baseModelName: string;
+  seed: number;
+}
+
+/** How one adapter changes a forward pass, built over its parameters as graph values. */
+export interface Adaptation {
+  /** [B, n, hidden]: n virtual-token embeddings placed before the token embeddings (the text starts at position n). */
+  virtualEmbeds?: Value;
+  /** Hooks into the model's forward (LoRA wraps projections). */
+  hooks?: ForwardHooks;
+  /** Feeds for the graph inputs the adaptation declared itself, for a batch of `batchSize` rows. */
+  feeds(batchSize: number): Record<string, Tensor>;
+}
+
+/** What inference keeps of an adapter. */
+export interface InferenceForm {
+  /** [n, hidden] virtual-token embeddings, run once and cached as keys/values (see infer/kv-cache.ts). */
+  embeddings: Float32Array;
+}
+
+export interface PeftMethod<Options extends object = object, Config extends PeftConfigBase = PeftConfigBase> {
+  /** Our name: `--method prompt-tuning`. */
+  readonly name: string;
+  /** PEFT's peft_type in adapter_config.json. */
+  readonly peftType: string;
+  /** Training options with their defaults and cross-field checks; its keys are the method's settings. */
+  readonly options: z.ZodObject<z.ZodRawShape> & z.ZodType<Options>;
+  /** adapter_config.json as PEFT writes it (unknown fields kept, so files round-trip). */
+  readonly config: z.ZodType<Config>;
+  /** The adapter_config.json of a new adapter trained with `options` on the model. */
+  makeConfig(options: Options, ctx: MethodContext): Config;
+  /** The trainable tensors with their initial values. */
+  initParams(options: Options, ctx: MethodContext): Params;
+  /** The forward's change, over the parameters as graph inputs (same names as `initParams`). */
+  adapt(config: Config, params: ReadonlyMap<string, Value>, lm: CausalLM): Adaptation;
+  /** The tensors of adapter_model.safetensors, by PEFT's names. */
+  toPeftTensors(config: Config, params: Params): Params;
+  /** The trainable tensors from adapter_model.safetensors (`read` fails naming the tensor when absent). */
+  fromPeftTensors(config: Config, read: (peftName: string) => Promise<Param>, where: string): Promise<Params>;
+  /** Fold for inference (e.g. an encoder's output, or LoRA merged into the weights). */
+  inferenceForm(config: Config, params: Params): InferenceForm;
+}
+
+// Methods are stored with their own types erased; each entry was type-checked at its registration.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyMethod = PeftMethod<any, any>;
+
+const byName = new Map<string, AnyMethod>();
+const byPeftType = new Map<string, AnyMethod>();
+
+/** Add a method; a second method with the same name or peft_type is refused. */
+export function registerMethod<O extends object, C extends PeftConfigBase>(method: PeftMethod<O, C>): void {
+  if (byName.has(method.name)) fail("usage", `a method named "${method.name}" is already registered`, { field: "name" });
+  if (byPeftType.has(method.peftType)) {
+    fail("usage", `peft_type "${method.peftType}" is already registered by method "${byPeftType.get(method.peftType)!.name}"`, { field: "peftType" });
+  }
+  byName.set(method.name, method);
+  byPeftType.set(method.peftType, method);
+}
+
+/** The method `--method NAME` names. */
+export function methodByName(name: string, field = "method"): AnyMethod {
+  return byName.get(name) ?? fail("usage", `unknown method "${name}"; registered: ${[...byName.keys()].join(", ")}`, { field });
+}
+
+/** The method of an adapter_config.json's peft_type. */
+export function methodByPeftType(peftType: unknown, file: string): AnyMethod {
+  const method = typeof peftType === "string" ? byPeftType.get(peftType) : undefined;
+  if (method === undefined) {
+    const known = [...byPeftType.keys()].map((t) => JSON.stringify(t)).join(", ");
+    fail("adapter", `peft_type ${JSON.stringify(peftType)} is not supported here; expected one of ${known}`, { file, field: "peft_type" });
+  }
+  return method;
+}
+
+export function registeredMethods(): string[] {
+  return [...byName.keys()];
+}
