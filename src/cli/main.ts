@@ -1,29 +1,38 @@
 /**
  * The command line: parse the arguments, call the library (src/workflows.ts), print the result.
  * With --json every command prints exactly one JSON object (errors too: {"error": {...}}).
+ * Exit codes: 0 done, 1 failed, 2 wrong usage (a bad, missing or out-of-range flag).
  */
-import { Command, InvalidArgumentError, Option } from "commander";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Command, CommanderError, Option } from "commander";
 import { SoftpromptError } from "../util/errors.js";
 import * as workflows from "../workflows.js";
-import { printResult, printError } from "./output.js";
+import { CURVE_FILE } from "../report/loss-curve.js";
+import { evalView, inspectView, showView, trainView } from "../report/views.js";
+import { printError, printJson, printResult, printUsageError, printView } from "./output.js";
 import { progressReporter } from "./progress.js";
+import { integer, list, number, setting, TRAIN_DEFAULTS, withFlagNames } from "./options.js";
+import { checkAnswersAmongChoices, warnUnknownTokens } from "./input-checks.js";
+
+// package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js.
+const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+const wantsJson = process.argv.includes("--json");
+/** The subcommand being run, so a library error's field can be named by that command's flag. */
+let running: Command | undefined;
 
 const program = new Command("softprompt")
   .description("Teach a frozen language model new tasks with soft prompts.")
+  .version(version, "-V, --version", "print the version")
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  // With --json, commander's own error text (and the help after it) would break the one-object rule; we print JSON instead.
+  .configureOutput({ writeErr: (text) => (wantsJson ? undefined : process.stderr.write(text)) })
+  .hook("preAction", (_program, command) => {
+    running = command;
+  });
 
-const int = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got "${value}"`);
-  return n;
-};
-const num = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
-  return n;
-};
-const list = (value: string, previous: string[] = []) => [...previous, value];
+const d = TRAIN_DEFAULTS;
 
 program
   .command("info")
@@ -36,35 +45,36 @@ program
 
 program
   .command("train")
-  .description("train a soft prompt on a dataset and save it as a PEFT adapter")
+  .description("train a soft prompt on a dataset and save it as a PEFT adapter (the best validation step's prompt), a log and curve.svg")
   .requiredOption("--model <model>", "a model folder or a Hugging Face hub id")
   .requiredOption("--data <file>", "training data (.jsonl or .csv)")
-  .requiredOption("--output <dir>", "where the adapter, log and checkpoints go")
+  .requiredOption("--output <dir>", "where the adapter, log, curve and checkpoints go")
   .option("--valid <file>", "validation data (default: a held-out share of --data)")
-  .option("--num-virtual-tokens <n>", "virtual tokens in the prompt", int("--num-virtual-tokens"))
-  .addOption(new Option("--init <how>", "prompt initialisation").choices(["random", "vocab", "text", "labels"]))
-  .option("--init-text <text>", "hard prompt to start from (with --init text)")
-  .option("--label <word>", "a class label word (repeat; with --init labels)", list)
-  .addOption(new Option("--optimizer <name>").choices(["adamw", "adafactor"]))
-  .option("--lr <rate>", "peak learning rate", num("--lr"))
-  .option("--weight-decay <w>", "decoupled weight decay", num("--weight-decay"))
-  .option("--warmup-steps <n>", "linear warmup steps", int("--warmup-steps"))
-  .addOption(new Option("--decay <schedule>").choices(["constant", "linear", "cosine"]))
-  .option("--steps <n>", "optimiser steps (default: --epochs passes)", int("--steps"))
-  .option("--epochs <n>", "passes over the data", num("--epochs"))
-  .option("--batch-size <n>", "examples per batch", int("--batch-size"))
-  .option("--grad-accum <n>", "batches per optimiser step", int("--grad-accum"))
-  .option("--max-grad-norm <x>", "clip the gradient norm (0: off)", num("--max-grad-norm"))
-  .option("--max-length <n>", "longest example in tokens; longer prompts are cut from the left", int("--max-length"))
-  .option("--valid-fraction <f>", "held-out share without --valid", num("--valid-fraction"))
-  .option("--eval-every <n>", "validate every n steps", int("--eval-every"))
-  .option("--patience <n>", "stop after n validations without improvement (0: never)", int("--patience"))
-  .option("--save-every <n>", "checkpoint every n steps", int("--save-every"))
-  .option("--seed <n>", "random seed", int("--seed"))
+  .option("--num-virtual-tokens <n>", "virtual tokens in the prompt", setting("numVirtualTokens", "--num-virtual-tokens"), d.numVirtualTokens)
+  .addOption(new Option("--init <how>", "prompt initialisation").choices(["random", "vocab", "text", "labels"]).default(d.init))
+  .addOption(new Option("--init-text <text>", "hard prompt to start from (implies --init text)").implies({ init: "text" }))
+  .addOption(new Option("--label <word>", "a class label word (repeat; implies --init labels)").argParser(list).implies({ init: "labels" }))
+  .addOption(new Option("--optimizer <name>", "optimiser").choices(["adamw", "adafactor"]).default(d.optimizer))
+  .option("--lr <rate>", "peak learning rate", setting("lr", "--lr"), d.lr)
+  .option("--weight-decay <w>", "decoupled weight decay", setting("weightDecay", "--weight-decay"), d.weightDecay)
+  .option("--warmup-steps <n>", "linear warmup steps", setting("warmupSteps", "--warmup-steps"), d.warmupSteps)
+  .addOption(new Option("--decay <schedule>", "learning-rate decay after warmup").choices(["constant", "linear", "cosine"]).default(d.decay))
+  .option("--steps <n>", "optimiser steps (default: --epochs passes over the data)", setting("steps", "--steps"))
+  .option("--epochs <n>", "passes over the data (without --steps)", setting("epochs", "--epochs"), d.epochs)
+  .option("--batch-size <n>", "examples per batch", setting("batchSize", "--batch-size"), d.batchSize)
+  .option("--grad-accum <n>", "batches per optimiser step", setting("gradAccum", "--grad-accum"), d.gradAccum)
+  .option("--max-grad-norm <x>", "clip the gradient norm (0: off)", setting("maxGradNorm", "--max-grad-norm"), d.maxGradNorm)
+  .option("--max-length <n>", "longest example in tokens; longer prompts are cut from the left", setting("maxLength", "--max-length"), d.maxLength)
+  .option("--valid-fraction <f>", "held-out share without --valid", setting("validFraction", "--valid-fraction"), d.validFraction)
+  .option("--eval-every <n>", "validate every n steps", setting("evalEvery", "--eval-every"), d.evalEvery)
+  .option("--patience <n>", "stop after n validations without improvement (0: never)", setting("patience", "--patience"), d.patience)
+  .option("--save-every <n>", "checkpoint every n steps", setting("saveEvery", "--save-every"), d.saveEvery)
+  .option("--seed <n>", "random seed", setting("seed", "--seed"), d.seed)
   .option("--resume", "continue from <output>/checkpoint")
   .option("--json", "print one JSON object")
   .action(async (opts: Record<string, unknown>) => {
     const { model, data, valid, output, resume, json, label, ...rest } = opts;
+    await warnUnknownTokens(model as string, [["--init-text", rest.initText as string | undefined], ...((label as string[] | undefined) ?? []).map((l): [string, string] => ["--label", l])]);
     const progress = json ? undefined : progressReporter();
     const result = await workflows.train({
       ...(rest as object),
@@ -77,8 +87,10 @@ program
       onStep: progress?.step,
       onLog: (line) => (json ? process.stderr.write(line + "\n") : progress?.log(line)),
     }).finally(() => progress?.stop());
-    const { prompt: _prompt, ...summary } = result;
-    printResult(summary, Boolean(json), "train");
+    const { params: _params, ...summary } = result;
+    const curve = join(summary.output, CURVE_FILE);
+    const report = { ...summary, ...(existsSync(curve) ? { curve } : {}) };
+    printView(report, Boolean(json), (r) => trainView(r, r.curve));
   });
 
 program
@@ -87,17 +99,18 @@ program
   .requiredOption("--model <model>", "a model folder or a Hugging Face hub id")
   .requiredOption("--input <text>", "input text (repeat for a batch)", list)
   .option("--adapter <dir>", "a PEFT prompt-tuning adapter folder")
-  .option("--max-new-tokens <n>", "tokens to generate at most", int("--max-new-tokens"), 32)
-  .option("--temperature <t>", "0: greedy", num("--temperature"))
-  .option("--top-k <k>", "sample from the k most likely tokens", int("--top-k"))
-  .option("--top-p <p>", "sample from the smallest set with this much probability", num("--top-p"))
-  .option("--repetition-penalty <x>", "HF repetition penalty (1: off)", num("--repetition-penalty"))
+  .option("--max-new-tokens <n>", "tokens to generate at most", integer("--max-new-tokens", 1), 32)
+  .option("--temperature <t>", "0: greedy", number("--temperature"), 0)
+  .option("--top-k <k>", "sample from the k most likely tokens (0: all)", integer("--top-k", 0), 0)
+  .option("--top-p <p>", "sample from the smallest set with this much probability", number("--top-p"), 1)
+  .option("--repetition-penalty <x>", "HF repetition penalty (1: off)", number("--repetition-penalty"), 1)
   .option("--stop <text>", "stop before this text (repeat)", list)
-  .option("--seed <n>", "sampling seed", int("--seed"))
+  .option("--seed <n>", "sampling seed", integer("--seed"), 0)
   .option("--json", "print one JSON object")
   .action(async (opts) => {
+    await warnUnknownTokens(opts.model, (opts.input as string[]).map((text): [string, string] => ["--input", text]));
     const generations = await workflows.generateText({ ...opts, inputs: opts.input });
-    if (opts.json) printResult(generations.length === 1 ? generations[0] : { generations }, true, "generate");
+    if (opts.json) printJson(generations.length === 1 ? generations[0] : { generations });
     else for (const g of generations) process.stdout.write(`${g.text ?? ""}\n`);
   });
 
@@ -108,13 +121,17 @@ program
   .requiredOption("--data <file>", "evaluation data (.jsonl or .csv)")
   .option("--adapter <dir>", "a PEFT prompt-tuning adapter folder")
   .option("--compare-text <text>", "a hard text prompt to compare with")
-  .option("--choice <text>", "classify by scoring these completions (repeat)", list)
-  .option("--max-length <n>", "longest example in tokens", int("--max-length"))
-  .option("--batch-size <n>", "examples per batch", int("--batch-size"))
+  .option("--choice <text>", "classify by scoring these completions (repeat); every answer in --data must be one of them", list)
+  .option("--max-length <n>", "longest example in tokens", setting("maxLength", "--max-length"))
+  .option("--batch-size <n>", "examples per batch", setting("batchSize", "--batch-size"), d.batchSize)
   .option("--json", "print one JSON object")
   .action(async (opts) => {
-    const report = await workflows.evaluate({ ...opts, choices: opts.choice });
-    printResult(report, opts.json, "eval");
+    if (opts.choice !== undefined) await checkAnswersAmongChoices(opts.data, opts.choice);
+    await warnUnknownTokens(opts.model, [["--compare-text", opts.compareText]]);
+    const { baselines, ...report } = await workflows.evaluate({ ...opts, choices: opts.choice });
+    // Without an adapter or --compare-text there is nothing to compare: no empty section.
+    const shown = Object.keys(baselines).length > 0 ? { ...report, baselines } : report;
+    printView(shown, opts.json, () => evalView({ ...report, baselines }, { choices: opts.choice !== undefined }));
   });
 
 program
@@ -123,19 +140,30 @@ program
   .requiredOption("--model <model>", "the adapter's base model")
   .requiredOption("--adapter <dir>", "a PEFT prompt-tuning adapter folder")
   .option("--compare <dir>", "another adapter to compare with")
-  .option("--top <k>", "nearest tokens per vector", int("--top"), 5)
+  .option("--top <k>", "nearest tokens per vector", integer("--top", 1), 5)
   .option("--json", "print one JSON object")
   .action(async (opts) => {
-    printResult(await workflows.inspect(opts), opts.json, "inspect");
+    printView(await workflows.inspect(opts), opts.json, inspectView);
   });
 
-const wantsJson = process.argv.includes("--json");
+program
+  .command("show")
+  .description("what an adapter is: method, base model, virtual tokens, steps, best step and its validation loss, data fingerprint, creation time")
+  .argument("<adapter>", "an adapter folder (a training run's --output, or a PEFT adapter)")
+  .option("--json", "print one JSON object")
+  .action(async (adapter: string, opts: { json?: boolean }) => {
+    printView(await workflows.show(adapter), opts.json, showView);
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  const code = (err as { code?: string }).code;
-  if (code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help") process.exit(0);
-  if (typeof code === "string" && code.startsWith("commander.")) process.exit(2); // commander printed the usage error
-  printError(err, wantsJson);
-  process.exit(err instanceof SoftpromptError && err.code === "usage" ? 2 : 1);
+  if (err instanceof CommanderError) {
+    if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") process.exit(0);
+    printUsageError(err, wantsJson);
+    process.exit(2);
+  }
+  const named = withFlagNames(err, running);
+  printError(named, wantsJson);
+  process.exit(named instanceof SoftpromptError && named.code === "usage" ? 2 : 1);
 }

@@ -1,12 +1,25 @@
 // Printing results and errors: one JSON object with --json, readable text otherwise; never a stack trace for a user error.
+import type { CommanderError } from "commander";
 import { SoftpromptError } from "../util/errors.js";
 
+export function printJson(result: object): void {
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
 export function printResult(result: object, json: boolean | undefined, command: string): void {
-  if (json) {
-    process.stdout.write(JSON.stringify(result) + "\n");
-    return;
-  }
+  if (json) return printJson(result);
   process.stdout.write(`${command}:\n${formatText(result, "  ")}`);
+}
+
+/** Readable text (a table, a summary) without --json; the result as one JSON object with it. */
+export function printView<T extends object>(result: T, json: boolean | undefined, view: (result: T) => string): void {
+  if (json) printJson(result);
+  else process.stdout.write(view(result));
+}
+
+/** A note for the user that must not disturb --json's one object on stdout. */
+export function warn(message: string): void {
+  process.stderr.write(`warning: ${message}\n`);
 }
 
 function formatText(value: unknown, indent: string): string {
@@ -27,14 +40,41 @@ function format(v: unknown): string {
   return Array.isArray(v) ? v.map(format).join(", ") : String(v);
 }
 
+interface ErrorJson {
+  code: string;
+  message: string;
+  field?: string;
+  file?: string;
+  line?: number;
+}
+
+function printErrorJson(error: ErrorJson): void {
+  const { code, message, field, file, line } = error;
+  printJson({ error: { code, message, ...(field === undefined ? {} : { field }), ...(file === undefined ? {} : { file }), ...(line === undefined ? {} : { line }) } });
+}
+
 export function printError(err: unknown, json: boolean): void {
   if (err instanceof SoftpromptError) {
-    if (json) process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message, place: err.place } }) + "\n");
+    if (json) printErrorJson({ code: err.code, message: err.message, ...err.place });
     else process.stderr.write(`error: ${err.message}\n`);
     return;
   }
   // Not ours: a bug or an environment failure. Say so, with the stack, since it is for us to fix.
   const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  if (json) process.stdout.write(JSON.stringify({ error: { code: "internal", message: String((err as Error)?.message ?? err) } }) + "\n");
+  if (json) printErrorJson({ code: "internal", message: String((err as Error)?.message ?? err) });
   process.stderr.write(`internal error (please report): ${message}\n`);
+}
+
+/**
+ * Commander's own parse errors (a bad value, a missing or unknown flag) as a usage error. Commander
+ * already printed them, with the help, unless --json silenced it; with --json they become one object.
+ */
+export function printUsageError(err: CommanderError, json: boolean): void {
+  if (!json) return;
+  // "error: option '--lr <rate>' argument 'abc' is invalid. --lr must be a number, got "abc"" → the part after "invalid."
+  const text = err.message.replace(/^error: /, "");
+  const field = /'(--[\w-]+)/.exec(text)?.[1];
+  const reason = /is invalid\. (.*)$/s.exec(text)?.[1];
+  const message = reason === undefined ? text : reason.startsWith(field ?? "\0") ? reason : `${field}: ${reason}`;
+  printErrorJson({ code: "usage", message: message.trim(), field });
 }

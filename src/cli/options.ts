@@ -1,0 +1,100 @@
+/**
+ * Option values as the user typed them: parsers that check ranges (read from the training schema
+ * where the option is a training setting), defaults taken from that schema for --help, and the
+ * translation of a library error's field name (`batchSize`) into the flag the user typed (`--batch-size`).
+ */
+import { type Command, InvalidArgumentError } from "commander";
+import type { z } from "zod";
+import { SoftpromptError } from "../util/errors.js";
+import { DEFAULT_METHOD, trainerSettingsSchema, type TrainerSettings } from "../train/config.js";
+import { methodByName } from "../peft/index.js";
+import type { PromptTuningOptions } from "../peft/prompt-tuning/config.js";
+
+/** The settings the train command offers: the trainer's own and prompt tuning's (the default method). */
+type TrainSettings = TrainerSettings & PromptTuningOptions;
+const methodOptions = methodByName(DEFAULT_METHOD).options;
+const settingSchemas: Record<string, z.ZodType> = { ...methodOptions.shape, ...trainerSettingsSchema.shape };
+
+/** Every training setting's default, read from the schemas (settings without one, like `steps`, are absent). */
+export const TRAIN_DEFAULTS = { ...methodOptions.parse({}), ...trainerSettingsSchema.parse({}) } as Partial<TrainSettings>;
+
+type NumericSetting = { [K in keyof TrainSettings]-?: NonNullable<TrainSettings[K]> extends number ? K : never }[keyof TrainSettings];
+
+/** A number for a training setting, checked against the setting's schema (integer, bounds). */
+export function setting(field: NumericSetting, flag: string) {
+  const schema = settingSchemas[field];
+  // A fraction tells whether the setting takes only integers (then "> 0" reads "≥ 1").
+  const integerOnly = schema.safeParse(1e6 + 0.5).error?.issues.some(isIntegerIssue) ?? false;
+  return (value: string): number => {
+    const n = toNumber(flag, value);
+    const parsed = schema.safeParse(n);
+    if (!parsed.success) throw new InvalidArgumentError(describeIssue(flag, parsed.error.issues[0], value, integerOnly));
+    return n;
+  };
+}
+
+/** An integer at least `min`. */
+export const integer = (flag: string, min = Number.NEGATIVE_INFINITY) => (value: string) => {
+  const n = toNumber(flag, value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} must be an integer, got "${value}"`);
+  if (n < min) throw new InvalidArgumentError(`${flag} must be ≥ ${min}, got ${value}`);
+  return n;
+};
+
+/** A finite number. */
+export const number = (flag: string) => (value: string) => toNumber(flag, value);
+
+export const list = (value: string, previous: string[] = []) => [...previous, value];
+
+function toNumber(flag: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number, got "${value}"`);
+  return n;
+}
+
+const isIntegerIssue = (issue: z.core.$ZodIssue) => issue.code === "invalid_type" && issue.expected === "int";
+
+function describeIssue(flag: string, issue: z.core.$ZodIssue, value: string, integerOnly: boolean): string {
+  if (isIntegerIssue(issue)) return `${flag} must be an integer, got "${value}"`;
+  if (issue.code === "too_small") {
+    const min = Number(issue.minimum);
+    // An integer above 0 is one of at least 1: say it the way users count.
+    const bound = issue.inclusive ? `≥ ${min}` : integerOnly ? `≥ ${min + 1}` : `> ${min}`;
+    return `${flag} must be ${bound}, got ${value}`;
+  }
+  if (issue.code === "too_big") return `${flag} must be ${issue.inclusive ? "≤" : "<"} ${Number(issue.maximum)}, got ${value}`;
+  return `${flag}: ${issue.message}, got ${value}`;
+}
+
+/** Where a field name differs from the option's name beyond camelCase (a repeated flag gathers a list). */
+const FIELD_ALIASES: Record<string, string> = { labels: "label", inputs: "input", choices: "choice" };
+
+/**
+ * A library error about one of the command's options, restated with the flag: the field becomes
+ * `--kebab-case`, camelCase names in the message become flags, and errors in the settings the user
+ * typed (not in a file) become usage errors (exit 2).
+ */
+export function withFlagNames(err: unknown, command: Command | undefined): unknown {
+  if (!(err instanceof SoftpromptError) || command === undefined || err.place.field === undefined) return err;
+  const flags = new Map(command.options.filter((o) => o.long !== undefined).map((o) => [o.attributeName(), o.long!]));
+  const flagOf = (name: string) => flags.get(FIELD_ALIASES[name] ?? name);
+  const flag = flagOf(err.place.field);
+  if (flag === undefined) return err;
+  const fromOptions = err.place.file === undefined || err.place.file === "training options";
+  let message = ownMessage(err);
+  message = message.startsWith(`${err.place.field} `) ? `${flag}${message.slice(err.place.field.length)}` : `${flag}: ${message}`;
+  message = message.replace(/\b[a-z]+(?:[A-Z][a-z]*)+\b/g, (name) => flagOf(name) ?? name);
+  const { field: _field, ...place } = err.place;
+  return new SoftpromptError(
+    fromOptions && (err.code === "config" || err.code === "usage") ? "usage" : err.code,
+    message,
+    { ...place, ...(fromOptions ? { file: undefined } : {}), field: flag },
+    { cause: err },
+  );
+}
+
+/** The message without the "file, field ...: " prefix that SoftpromptError puts before it. */
+function ownMessage(err: SoftpromptError): string {
+  const prefix = new SoftpromptError(err.code, "", err.place).message;
+  return prefix.length > 0 && err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+}
