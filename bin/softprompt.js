@@ -1,5 +1,13 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly through tsx, so `npx softprompt` works right after `npm ci`.
-import { register } from "tsx/esm/api";
-register();
-await import("../src/cli/main.ts");
+// The installed package runs the compiled CLI in dist/. In a checkout (src/ present, tsx installed
+// as a dev dependency) it runs the TypeScript directly, so `npx softprompt` works right after `npm ci`.
+import { existsSync } from "node:fs";
+
+const source = new URL("../src/cli/main.ts", import.meta.url);
+if (existsSync(source)) {
+  const { register } = await import("tsx/esm/api");
+  register();
+  await import(source.href);
+} else {
+  await import("../dist/cli/main.js");
+}
