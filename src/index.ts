@@ -2,8 +2,8 @@
  * softprompt's library API. The high-level calls mirror the CLI (train, generateText, evaluate,
  * inspect, info); the pieces below them are exported for programs that build their own loops.
  */
-export { train, generateText, evaluate, inspect, info, loadSoftPrompt } from "./workflows.js";
-export type { TrainOptions, TrainSummary, GenerateOptions as GenerateTextOptions, EvalOptions, EvalReport, InspectReport } from "./workflows.js";
+export { train, generateText, evaluate, inspect, info, loadSoftPrompt, show } from "./workflows.js";
+export type { AdapterSummary, TrainOptions, TrainSummary, GenerateOptions as GenerateTextOptions, EvalOptions, EvalReport, InspectReport } from "./workflows.js";
 
 // Models and tokenizers
 export { loadModel, buildModel, type Model, type CausalLM, type ModelConfig } from "./models/index.js";

@@ -57,6 +57,8 @@ export interface Tokenizer {
    * does; padded positions are masked, so the choice never reaches the loss.
    */
   readonly padTokenId?: number;
+  /** The id the model gives pieces it has no token for; undefined for tokenizers that encode any text (byte-level BPE). */
+  readonly unkTokenId?: number;
   /** What `encode(text, {addSpecialTokens: true})` puts before and after the text's own ids. */
   readonly specialPrefixIds: readonly number[];
   readonly specialSuffixIds: readonly number[];
@@ -164,6 +166,7 @@ class HfTokenizer implements Tokenizer {
   readonly bosTokenId?: number;
   readonly eosTokenIds: number[];
   readonly padTokenId?: number;
+  readonly unkTokenId?: number;
   readonly specialPrefixIds: readonly number[];
   readonly specialSuffixIds: readonly number[];
   readonly hasChatTemplate: boolean;
@@ -183,6 +186,7 @@ class HfTokenizer implements Tokenizer {
     let maxId = -1;
     for (const id of lib.get_vocab(true).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
+    this.unkTokenId = lib.model.unk_token_id;
 
     // tokenizer_config.json names the tokens; generation_config.json, then config.json, give ids as a fallback.
     const idOf = (field: "bos_token" | "eos_token" | "pad_token"): number | undefined => {

@@ -11,6 +11,8 @@ export interface JsTokenizer {
   token_to_id(token: string): number | undefined;
   id_to_token(id: number): string | undefined;
   get_vocab(withAddedTokens: boolean): Map<string, number>;
+  /** The model's id for pieces it cannot encode (WordPiece, Unigram, BPE without byte fallback); undefined where none. */
+  readonly model: { unk_token_id?: number };
 }
 
 /** Throws whatever the library throws for a file it cannot handle; the caller wraps it. */
