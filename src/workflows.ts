@@ -28,16 +28,21 @@ export interface LoadedAdapter {
   /** What inference uses of it; its id carries the adapter's version (a digest of its tensors), so caches never serve a stale one. */
   prompt: SoftPrompt;
   numVirtual: number;
+  /** What could not be checked against the model (PEFT-written adapters carry no fingerprint). */
+  warnings: string[];
 }
 
 /** A PEFT adapter folder of any registered method, checked against the model, ready to generate or evaluate with. */
 export async function loadSoftPrompt(adapterDir: string, model: Model, modelName: string): Promise<LoadedAdapter> {
   const adapter = await loadAdapter(adapterDir);
-  checkAdapterFits(adapter, baseModelOf(model, modelName), adapterDir);
+  const warnings = checkAdapterFits(adapter, baseModelOf(model, modelName), adapterDir);
   const { embeddings } = adapter.method.inferenceForm(adapter.config, adapter.params);
   const version = paramsDigest(adapter.params).slice(0, 16);
-  return { adapter, prompt: { id: `${basename(adapterDir)}:${version}`, embeddings }, numVirtual: embeddings.length / model.config.hiddenSize };
+  return { adapter, prompt: { id: `${basename(adapterDir)}:${version}`, embeddings }, numVirtual: embeddings.length / model.config.hiddenSize, warnings };
 }
+
+/** Where warnings go when a caller gives no `onWarning`: Node's warning channel (stderr). */
+const warn = (onWarning?: (message: string) => void) => onWarning ?? ((message: string) => process.emitWarning(message));
 
 export function baseModelOf(model: Model, name: string): BaseModel {
   const { hiddenSize, numLayers, numHeads } = model.config;
@@ -113,12 +118,15 @@ export interface GenerateOptions {
   repetitionPenalty?: number;
   stop?: string[];
   seed?: number;
+  /** Warnings (e.g. an adapter whose base model could not be verified); default: Node's warning channel. */
+  onWarning?: (message: string) => void;
 }
 
 export async function generateText(options: GenerateOptions): Promise<Generation[]> {
   if (options.inputs.length === 0) fail("usage", "give at least one input text");
   const model = await loadModel(options.model);
   const soft = options.adapter === undefined ? undefined : await loadSoftPrompt(options.adapter, model, options.model);
+  soft?.warnings.forEach(warn(options.onWarning));
   return generate(
     model.lm,
     model.tokenizer,
@@ -145,6 +153,8 @@ export interface EvalOptions {
   choices?: string[];
   maxLength?: number;
   batchSize?: number;
+  /** Warnings (e.g. an adapter whose base model could not be verified); default: Node's warning channel. */
+  onWarning?: (message: string) => void;
 }
 
 export interface EvalReport extends TaskEvalResult {
@@ -161,7 +171,8 @@ export async function evaluate(options: EvalOptions): Promise<EvalReport> {
   const baselines: EvalReport["baselines"] = {};
   if (options.compareText !== undefined) baselines.text = await run({ kind: "text", text: options.compareText });
   if (options.adapter === undefined) return { ...(await run({ kind: "none" })), prompting: "none", baselines };
-  const { adapter, prompt } = await loadSoftPrompt(options.adapter, model, options.model);
+  const { adapter, prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model);
+  warnings.forEach(warn(options.onWarning));
   baselines.none = await run({ kind: "none" });
   return { ...(await run({ kind: "soft", adapter, prompt })), prompting: "soft", baselines };
 }
@@ -171,9 +182,10 @@ export interface InspectReport {
   similarity?: PromptSimilarity;
 }
 
-export async function inspect(options: { model: string; adapter: string; compare?: string; top?: number }): Promise<InspectReport> {
+export async function inspect(options: { model: string; adapter: string; compare?: string; top?: number; onWarning?: (message: string) => void }): Promise<InspectReport> {
   const model = await loadModel(options.model);
-  const { prompt } = await loadSoftPrompt(options.adapter, model, options.model);
+  const { prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model);
+  warnings.forEach(warn(options.onWarning));
   const embeddings = model.lm.weights.tensor(model.lm.embeddingName);
   const vectors = inspectPrompt(prompt.embeddings, embeddings, (id) => model.tokenizer.idToToken(id), options.top ?? 5);
   if (options.compare === undefined) return { vectors };

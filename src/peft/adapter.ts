@@ -12,6 +12,8 @@ import { writeFileAtomic } from "../util/fs.js";
 import { parseWith } from "../formats/json.js";
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from "../formats/safetensors.js";
 import { type Param, type Params, type PeftConfigBase, type PeftMethod, methodByPeftType } from "./method.js";
+// Built-in methods are registered before any adapter folder is read.
+import "./methods.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
@@ -105,9 +107,10 @@ export interface BaseModel {
 
 /**
  * Refuse an adapter made for another model: by our fingerprint when the adapter has one (exact),
- * else by what PEFT records (width, layers, heads, and the base model's name).
+ * else by what PEFT records (width, layers, heads, and the base model's name). Returns warnings for
+ * what could not be verified (PEFT records nothing that identifies the base model's weights).
  */
-export function checkAdapterFits(adapter: { config: PeftConfigBase; metadata?: Record<string, string> }, model: BaseModel, where: string): void {
+export function checkAdapterFits(adapter: { config: PeftConfigBase; metadata?: Record<string, string> }, model: BaseModel, where: string): string[] {
   const { token_dim, num_layers, num_attention_heads, base_model_name_or_path } = adapter.config;
   const mismatch = (field: string, message: string) => fail("adapter", message, { file: where, field });
   if (token_dim !== undefined && token_dim !== model.hiddenSize) mismatch("token_dim", `token_dim ${token_dim} does not match the model's hidden size ${model.hiddenSize}`);
@@ -116,7 +119,7 @@ export function checkAdapterFits(adapter: { config: PeftConfigBase; metadata?: R
     if (fingerprint !== baseFingerprint(model.embeddings)) {
       mismatch(BASE_FINGERPRINT, `trained on another base model (${base_model_name_or_path ?? "unnamed"}): its token embeddings differ from ${model.name}'s`);
     }
-    return;
+    return [];
   }
   if (num_layers != null && num_layers !== model.numLayers) mismatch("num_layers", `num_layers ${num_layers} does not match the model's ${model.numLayers}`);
   if (num_attention_heads != null && num_attention_heads !== model.numHeads) {
@@ -126,6 +129,13 @@ export function checkAdapterFits(adapter: { config: PeftConfigBase; metadata?: R
   if (base_model_name_or_path && lastPart(base_model_name_or_path) !== lastPart(model.name)) {
     mismatch("base_model_name_or_path", `made for base model "${base_model_name_or_path}", not "${model.name}"`);
   }
+  const recorded: Record<string, unknown> = { token_dim, num_layers, num_attention_heads, base_model_name_or_path };
+  const checked = Object.keys(recorded).filter((k) => recorded[k] != null);
+  const unverified = ["the base model's weights", ...Object.keys(recorded).filter((k) => recorded[k] == null)];
+  return [
+    `${where}: written without a fingerprint of its base model (as PEFT writes adapters): ${checked.join(", ") || "nothing"} match ${model.name}, ` +
+      `but ${unverified.join(", ")} could not be verified; if its outputs look wrong, check it was trained on this model`,
+  ];
 }
 
 function sortKeys<T extends object>(o: T): T {

@@ -1,0 +1,2 @@
+// The built-in methods: one line each; importing a method's folder registers it (see method.ts).
+import "./prompt-tuning/index.js";
