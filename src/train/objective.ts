@@ -94,3 +94,16 @@ export function lossFeeds(batch: Batch<ArrayLike<number>>, numVirtual: number, m
     label_targets: { data: BigInt64Array.from(targets, BigInt), dims: [targets.length] },
   };
 }
+
+/** Virtual tokens and the longest example must fit the model's positions; checked before anything runs or is written. */
+export function checkFitsContext(lm: CausalLM, numVirtual: number, items: readonly { inputIds: readonly number[] }[], flagOf: (setting: string) => string): void {
+  const longest = Math.max(0, ...items.map((x) => x.inputIds.length));
+  const max = lm.config.maxPositions;
+  if (numVirtual + longest > max) {
+    fail(
+      "usage",
+      `${numVirtual} virtual tokens + the longest example's ${longest} tokens = ${numVirtual + longest} positions, but the model has ${max} (max_position_embeddings): lower ${flagOf("numVirtualTokens")} or ${flagOf("maxLength")}`,
+      { field: flagOf("numVirtualTokens") },
+    );
+  }
+}

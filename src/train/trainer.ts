@@ -23,7 +23,7 @@ import { type Params, methodByName } from "../peft/method.js";
 import { writeSafetensors, SafetensorsFile } from "../formats/safetensors.js";
 import { LossEvaluator, paramInputs } from "../eval/loss.js";
 import type { TrainConfig } from "./config.js";
-import { lossFeeds, lossGraph } from "./objective.js";
+import { checkFitsContext, lossFeeds, lossGraph } from "./objective.js";
 import { Adafactor, AdamW, type Optimizer } from "./optim.js";
 import { learningRate } from "./schedule.js";
 import { assertFinite, clipGradNorm } from "./clip.js";
@@ -108,7 +108,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
   const inputs = paramInputs(params);
   const adaptation = method.adapt(adapterConfig, inputs, lm);
   const graph = lossGraph(lm, adaptation);
-  checkContext(run, graph.numVirtual);
+  checkFitsContext(lm, graph.numVirtual, [...run.train, ...run.valid], run.flagOf ?? kebabFlag);
   const names = [...inputs.keys()];
   const grads = grad(graph.loss, names.map((n) => inputs.get(n)!));
   const outputs = Object.fromEntries(names.map((n, i) => [`grad.${n}`, grads[i]]));
@@ -216,20 +216,6 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
 
 /** The name this trainer had when it trained prompts only; the same function. */
 export const trainPrompt = trainAdapter;
-
-/** Virtual tokens and the longest example must fit the model's positions, checked before anything is written. */
-function checkContext(run: TrainRun, numVirtual: number): void {
-  const longest = Math.max(0, ...[...run.train, ...run.valid].map((x) => x.inputIds.length));
-  const max = run.lm.config.maxPositions;
-  if (numVirtual + longest > max) {
-    const flag = run.flagOf ?? kebabFlag;
-    fail(
-      "usage",
-      `${numVirtual} virtual tokens + the longest example's ${longest} tokens = ${numVirtual + longest} positions, but the model has ${max} (max_position_embeddings): lower ${flag("numVirtualTokens")} or ${flag("maxLength")}`,
-      { field: flag("numVirtualTokens") },
-    );
-  }
-}
 
 /** Refuse to train over an earlier run unless resuming or told to overwrite; resuming needs a checkpoint. */
 async function prepareOutput(run: TrainRun): Promise<void> {
