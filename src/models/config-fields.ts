@@ -7,7 +7,7 @@
  * they register, so it must not import them back.
  */
 import { z } from "zod";
-import { fail } from "../util/errors.js";
+import { parseWith } from "../formats/json.js";
 import { ACTIVATION_NAMES } from "../graph/nn.js";
 
 export const count = z.number().int().positive();
@@ -42,15 +42,5 @@ export function commonConfig(c: CommonRaw) {
 
 /** Run a family's schema over config.json; its first issue becomes an error naming the file and the field. */
 export function validateConfig<T>(schema: z.ZodType<T>, raw: Record<string, unknown>, file: string): T {
-  const result = schema.safeParse(raw, { reportInput: true });
-  if (result.success) return result.data;
-  const [issue, ...others] = result.error.issues;
-  const field = issue.path.join(".");
-  let message: string;
-  if (issue.code === "invalid_type" && issue.input === undefined) message = "missing required field";
-  else if (issue.code === "invalid_value") {
-    message = `${JSON.stringify(issue.input)} is not supported; supported: ${issue.values.join(", ")}`;
-  } else message = `${JSON.stringify(issue.input)} is invalid: ${issue.message}`;
-  if (others.length > 0) message += ` (and ${others.length} more: ${others.map((i) => i.path.join(".")).join(", ")})`;
-  fail("config", message, { file, field });
+  return parseWith(schema, raw, "config", { file, describe: true });
 }
