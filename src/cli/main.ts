@@ -9,6 +9,7 @@ import { Command, CommanderError, Option } from "commander";
 import { SoftpromptError } from "../util/errors.js";
 import * as workflows from "../workflows.js";
 import { CURVE_FILE } from "../report/loss-curve.js";
+import { TASK_EVAL_DEFAULTS } from "../eval/task.js";
 import { evalView, inspectView, showView, trainView } from "../report/views.js";
 import { printError, printJson, printResult, printUsageError, printView } from "./output.js";
 import { progressReporter } from "./progress.js";
@@ -122,8 +123,8 @@ program
   .option("--adapter <dir>", "a PEFT prompt-tuning adapter folder")
   .option("--compare-text <text>", "a hard text prompt to compare with")
   .option("--choice <text>", "classify by scoring these completions (repeat); every answer in --data must be one of them", list)
-  .option("--max-length <n>", "longest example in tokens", setting("maxLength", "--max-length"))
-  .option("--batch-size <n>", "examples per batch", setting("batchSize", "--batch-size"), d.batchSize)
+  .option("--max-length <n>", "longest example in tokens", setting("maxLength", "--max-length"), TASK_EVAL_DEFAULTS.maxLength)
+  .option("--batch-size <n>", "examples per batch", setting("batchSize", "--batch-size"), TASK_EVAL_DEFAULTS.batchSize)
   .option("--json", "print one JSON object")
   .action(async (opts) => {
     if (opts.choice !== undefined) await checkAnswersAmongChoices(opts.data, opts.choice);
@@ -163,7 +164,7 @@ try {
     printUsageError(err, wantsJson);
     process.exit(2);
   }
-  const named = withFlagNames(err, running);
-  printError(named, wantsJson);
-  process.exit(named instanceof SoftpromptError && named.code === "usage" ? 2 : 1);
+  const { error, flag } = withFlagNames(err, running);
+  printError(error, wantsJson, flag);
+  process.exit(error instanceof SoftpromptError && error.code === "usage" ? 2 : 1);
 }

@@ -70,27 +70,26 @@ function describeIssue(flag: string, issue: z.core.$ZodIssue, value: string, int
 const FIELD_ALIASES: Record<string, string> = { labels: "label", inputs: "input", choices: "choice" };
 
 /**
- * A library error about one of the command's options, restated with the flag: the field becomes
- * `--kebab-case`, camelCase names in the message become flags, and errors in the settings the user
- * typed (not in a file) become usage errors (exit 2).
+ * A library error about one of the command's options, restated with the flag: camelCase names in the
+ * message become flags, the error's `field` (reported as `flag`) is the flag, and errors in the settings
+ * the user typed (not in a file) become usage errors (exit 2).
  */
-export function withFlagNames(err: unknown, command: Command | undefined): unknown {
-  if (!(err instanceof SoftpromptError) || command === undefined || err.place.field === undefined) return err;
+export function withFlagNames(err: unknown, command: Command | undefined): { error: unknown; flag?: string } {
+  if (!(err instanceof SoftpromptError) || command === undefined || err.place.field === undefined) return { error: err };
   const flags = new Map(command.options.filter((o) => o.long !== undefined).map((o) => [o.attributeName(), o.long!]));
   const flagOf = (name: string) => flags.get(FIELD_ALIASES[name] ?? name);
-  const flag = flagOf(err.place.field);
-  if (flag === undefined) return err;
+  // "requests[0].topP" is the option topP of one request.
+  const name = err.place.field.split(".").pop()!.replace(/\[\d+\]$/, "");
+  const flag = flagOf(name);
+  if (flag === undefined) return { error: err };
   const fromOptions = err.place.file === undefined || err.place.file === "training options";
   let message = ownMessage(err);
-  message = message.startsWith(`${err.place.field} `) ? `${flag}${message.slice(err.place.field.length)}` : `${flag}: ${message}`;
-  message = message.replace(/\b[a-z]+(?:[A-Z][a-z]*)+\b/g, (name) => flagOf(name) ?? name);
+  message = message.startsWith(`${name} `) ? `${flag}${message.slice(name.length)}` : message;
+  message = message.replace(/\b[a-z]+(?:[A-Z][a-z]*)+\b/g, (word) => flagOf(word) ?? word);
+  if (!message.includes(flag)) message = `${flag}: ${message}`;
   const { field: _field, ...place } = err.place;
-  return new SoftpromptError(
-    fromOptions && (err.code === "config" || err.code === "usage") ? "usage" : err.code,
-    message,
-    { ...place, ...(fromOptions ? { file: undefined } : {}), field: flag },
-    { cause: err },
-  );
+  const code = fromOptions && (err.code === "config" || err.code === "usage") ? "usage" : err.code;
+  return { error: new SoftpromptError(code, message, fromOptions ? { ...place, file: undefined } : place, { cause: err }), flag };
 }
 
 /** The message without the "file, field ...: " prefix that SoftpromptError puts before it. */

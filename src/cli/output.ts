@@ -53,9 +53,10 @@ function printErrorJson(error: ErrorJson): void {
   printJson({ error: { code, message, ...(field === undefined ? {} : { field }), ...(file === undefined ? {} : { file }), ...(line === undefined ? {} : { line }) } });
 }
 
-export function printError(err: unknown, json: boolean): void {
+/** `flag`: the option at fault, when the CLI knows it better than the error's own field name. */
+export function printError(err: unknown, json: boolean, flag?: string): void {
   if (err instanceof SoftpromptError) {
-    if (json) printErrorJson({ code: err.code, message: err.message, ...err.place });
+    if (json) printErrorJson({ code: err.code, message: err.message, ...err.place, ...(flag === undefined ? {} : { field: flag }) });
     else process.stderr.write(`error: ${err.message}\n`);
     return;
   }

@@ -25,6 +25,9 @@ export interface TaskEvalOptions {
   maxNewTokens?: number;
 }
 
+/** What evaluation uses when the options leave them out (the CLI shows them in --help). */
+export const TASK_EVAL_DEFAULTS = { maxLength: 512, batchSize: 8 } as const;
+
 export interface TaskEvalResult {
   /** Mean negative log-likelihood per target token over the whole dataset. */
   loss: number;
@@ -43,7 +46,7 @@ export async function evaluateTask(
   options: TaskEvalOptions = {},
 ): Promise<TaskEvalResult> {
   if (examples.length === 0) fail("data", "the evaluation set is empty");
-  const { maxLength = 512, batchSize = 8 } = options;
+  const { maxLength = TASK_EVAL_DEFAULTS.maxLength, batchSize = TASK_EVAL_DEFAULTS.batchSize } = options;
   const withHard = prompting.kind === "text" ? examples.map((ex) => prependText(ex, prompting.text)) : [...examples];
   const { items, truncated } = tokenizeExamples(withHard, tokenizer, { maxLength });
   const adapter = prompting.kind === "soft" ? prompting.adapter : undefined;
@@ -69,7 +72,7 @@ async function taskAccuracy(lm: CausalLM, tokenizer: Tokenizer, examples: Exampl
     }
     return correct / tasks.length;
   }
-  const batchSize = options.batchSize ?? 8;
+  const batchSize = options.batchSize ?? TASK_EVAL_DEFAULTS.batchSize;
   for (let i = 0; i < tasks.length; i += batchSize) {
     const chunk = tasks.slice(i, i + batchSize);
     const out = await generate(

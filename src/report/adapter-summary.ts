@@ -29,8 +29,8 @@ export interface AdapterSummary {
   steps: number | null;
   bestStep: number | null;
   bestValidLoss: number | null;
-  /** The data fingerprint the checkpoint records (runs that record one). */
-  dataFingerprint: string | null;
+  /** sha256 of the data the run trained on, by what it is ("--data", "--valid", "tokenized data"), as the checkpoint records it. */
+  dataFingerprints: Record<string, string> | null;
   /** When the adapter's weights were written (ISO 8601). */
   created: string;
   /** The folder holding the run's log and checkpoint, when found. */
@@ -60,7 +60,7 @@ export async function describeAdapter(dir: string): Promise<AdapterSummary> {
     steps: numberField(state, "step") ?? log.at(-1)?.step ?? null,
     bestStep: numberField(state, "bestStep") ?? bestLogged?.step ?? null,
     bestValidLoss: numberField(state, "bestValidLoss") ?? bestLogged?.validLoss ?? null,
-    dataFingerprint: dataFingerprintOf(state),
+    dataFingerprints: dataFingerprintsOf(state),
     created: stats.mtime.toISOString(),
     run,
   };
@@ -84,13 +84,10 @@ function numberField(state: Record<string, unknown> | undefined, key: string): n
   return typeof value === "number" ? value : undefined;
 }
 
-/** Tolerant of how a checkpoint spells it: a string, or the `data` entry of a fingerprint record. */
-function dataFingerprintOf(state: Record<string, unknown> | undefined): string | null {
-  for (const key of ["dataFingerprint", "fingerprint", "fingerprints"]) {
-    const value = state?.[key];
-    if (typeof value === "string") return value;
-    if (isPlainObject(value) && typeof value.data === "string") return value.data;
-    if (isPlainObject(value) && isPlainObject(value.data)) return JSON.stringify(value.data);
-  }
-  return null;
+/** The checkpoint's record of data digests; runs from before it was kept have none. */
+function dataFingerprintsOf(state: Record<string, unknown> | undefined): Record<string, string> | null {
+  const value = state?.fingerprints;
+  if (!isPlainObject(value)) return null;
+  const entries = Object.entries(value).filter((e): e is [string, string] => typeof e[1] === "string");
+  return entries.length > 0 ? Object.fromEntries(entries) : null;
 }

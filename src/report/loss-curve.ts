@@ -100,6 +100,7 @@ export function lossCurveSvg(points: readonly LossPoint[]): string {
   entries.forEach(([label, colour], i) => {
     const ly = MARGIN.top + 23 + 20 * i;
     parts.push(`<line x1="${lx + 10}" x2="${lx + 34}" y1="${ly}" y2="${ly}" stroke="${colour}" stroke-width="2"/>`);
+    if (colour === VALID_COLOUR) parts.push(`<circle cx="${lx + 22}" cy="${ly}" r="3.5" fill="${colour}"/>`);
     parts.push(`<text x="${lx + 42}" y="${ly + 4}">${label}</text>`);
   });
   parts.push("</svg>");

@@ -81,8 +81,9 @@ export function showView(s: AdapterSummary): string {
     ["virtual tokens", s.virtualTokens === null ? null : `${s.virtualTokens} × ${s.tokenDim}`],
     ["steps trained", s.steps],
     ["best step", s.bestStep === null ? null : `${s.bestStep} (validation loss ${formatDefault(s.bestValidLoss!)})`],
-    ["data fingerprint", s.dataFingerprint],
-    ["base fingerprint", s.baseFingerprint],
+    // The first 16 hex digits tell runs apart at a glance; --json gives the whole digests.
+    ...Object.entries(s.dataFingerprints ?? { data: "-" }).map(([what, digest]): [string, string] => [`fingerprint of ${what}`, digest.slice(0, 16)]),
+    ["fingerprint of the base model", s.baseFingerprint?.slice(0, 16)],
     ["created", s.created],
   ]);
 }
