@@ -13,6 +13,7 @@ import { type GenerateRequest, type SoftPrompt, generate } from "../src/infer/ge
 import { PromptCache } from "../src/infer/kv-cache.js";
 import { lastLogits } from "../src/infer/step.js";
 import { ARCHS, modelDir, readCase, rows, loadGoldenModel } from "./helpers/golden.js";
+import { randomPrompt } from "./infer/prompts.js";
 
 const EOS = 511;
 const loadGolden = loadGoldenModel;
@@ -20,11 +21,6 @@ const loadGolden = loadGoldenModel;
 /** HF's output rows: the input, then the new tokens, padded with EOS after an EOS. */
 function asOutputRow(input: number[], ids: number[], maxNew: number): number[] {
   return [...input, ...ids, ...Array<number>(maxNew - ids.length).fill(EOS)];
-}
-
-function randomPrompt(id: string, n: number, d: number, seed: number): SoftPrompt {
-  const rng = new Rng(seed);
-  return { id, embeddings: Float32Array.from({ length: n * d }, () => rng.normal()), dims: [n, d] };
 }
 
 /**
