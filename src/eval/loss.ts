@@ -47,7 +47,7 @@ export class LossEvaluator {
     let total = 0;
     let tokens = 0;
     for (const batch of batches) {
-      const extra = this.adaptation?.feeds(batch.batchSize) ?? {};
+      const extra = this.adaptation?.feeds(batch) ?? {};
       const out = await this.program.run({ ...weights, ...paramFeeds, ...extra, ...lossFeeds(batch, this.numVirtual) });
       const count = (out.count.data as Float32Array)[0];
       total += (out.loss.data as Float32Array)[0] * count;

@@ -17,6 +17,7 @@ import type { Value } from "../graph/ir.js";
 import type { CausalLM, ForwardHooks } from "../models/causal-lm.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import type { Tensor } from "../runtime/session.js";
+import type { Batch } from "../data/index.js";
 
 /** One trainable tensor: row-major float32 values and their shape. */
 export interface Param {
@@ -53,15 +54,16 @@ export interface Adaptation {
   virtualEmbeds?: Value;
   /** Hooks into the model's forward (LoRA wraps projections). */
   hooks?: ForwardHooks;
-  /** Feeds for the graph inputs the adaptation declared itself, for a batch of `batchSize` rows. */
-  feeds(batchSize: number): Record<string, Tensor>;
+  /** Feeds for the graph inputs the adaptation declared itself, for one batch (e.g. which prompt each row uses). */
+  feeds(batch: Batch<ArrayLike<number>>): Record<string, Tensor>;
 }
 
-/** What inference keeps of an adapter. */
-export interface InferenceForm {
+/** What inference keeps of an adapter (one variant per way a method can be served). */
+export type InferenceForm = {
+  kind: "embeddings";
   /** [n, hidden] virtual-token embeddings, run once and cached as keys/values (see infer/kv-cache.ts). */
   embeddings: Float32Array;
-}
+};
 
 export interface PeftMethod<Options extends object = object, Config extends PeftConfigBase = PeftConfigBase> {
   /** Our name: `--method prompt-tuning`. */

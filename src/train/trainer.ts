@@ -163,7 +163,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
     for (let micro = 0; micro < config.gradAccum; micro++) {
       const next = stream.next().value!;
       epoch = next.epoch;
-      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch.batchSize), ...lossFeeds(next.batch, graph.numVirtual) });
+      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch), ...lossFeeds(next.batch, graph.numVirtual) });
       const count = (out.count.data as Float32Array)[0];
       for (const [n, sum] of sums) {
         const g = out[`grad.${n}`].data as Float32Array;

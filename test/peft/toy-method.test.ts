@@ -54,7 +54,7 @@ const scaledPrompt: PeftMethod<ToyOptions, ToyConfig> = {
     const index = o.input("toy_index", "int64", ["batch", n]);
     return {
       virtualEmbeds: o.gather(scaled, index, 0),
-      feeds: (batchSize) => ({ toy_index: { data: new BigInt64Array(batchSize * n).map((_, i) => BigInt(i % n)), dims: [batchSize, n] } }),
+      feeds: ({ batchSize }) => ({ toy_index: { data: new BigInt64Array(batchSize * n).map((_, i) => BigInt(i % n)), dims: [batchSize, n] } }),
     };
   },
   toPeftTensors: (_config, params) => params,
@@ -66,7 +66,7 @@ const scaledPrompt: PeftMethod<ToyOptions, ToyConfig> = {
   },
   inferenceForm(_config, params) {
     const scale = params.get("toy_scale")!.data[0];
-    return { embeddings: params.get("toy_prompt")!.data.map((x) => x * scale) };
+    return { kind: "embeddings", embeddings: params.get("toy_prompt")!.data.map((x) => x * scale) };
   },
 };
 

@@ -72,7 +72,7 @@ export const promptTuning: PeftMethod<PromptTuningOptions, PromptTuningConfig> =
     return new Map([[PROMPT, prompt]]);
   },
 
-  inferenceForm: (_config, params) => ({ embeddings: params.get(PROMPT)!.data }),
+  inferenceForm: (_config, params) => ({ kind: "embeddings", embeddings: params.get(PROMPT)!.data }),
 };
 
 registerMethod(promptTuning);

@@ -34,7 +34,7 @@ export function promptAdaptation(table: Value, numVirtual: number): Adaptation {
   const promptIndex = o.input("prompt_index", "int64", ["batch", numVirtual]);
   return {
     virtualEmbeds: o.gather(table, promptIndex, 0), // [B, n, d]
-    feeds: (batchSize) => ({ prompt_index: promptIndexFor(Array<number>(batchSize).fill(0), numVirtual) }),
+    feeds: (batch) => ({ prompt_index: promptIndexFor(Array<number>(batch.batchSize).fill(0), numVirtual) }),
   };
 }
 
