@@ -51,7 +51,7 @@ export function baseModelOf(model: Model, name: string): BaseModel {
 
 /** Trainer settings, the method's own options (prompt tuning's typed here; any registered method's accepted), and where things are. */
 export type TrainOptions = Partial<TrainerSettings> & Partial<PromptTuningOptions> & Record<string, unknown> & {
-  /** A registered method (default "prompt-tuning"). */
+  /** A registered method (default "prompt"). */
   method?: string;
   model: string;
   data: string;

@@ -66,7 +66,7 @@ export type InferenceForm = {
 };
 
 export interface PeftMethod<Options extends object = object, Config extends PeftConfigBase = PeftConfigBase> {
-  /** Our name: `--method prompt-tuning`. */
+  /** Our name: `--method prompt`. */
   readonly name: string;
   /** PEFT's peft_type in adapter_config.json. */
   readonly peftType: string;

@@ -8,7 +8,7 @@ import { parseWith } from "../formats/json.js";
 import { methodByName } from "../peft/index.js";
 import { DECAYS } from "./schedule.js";
 
-export const DEFAULT_METHOD = "prompt-tuning";
+export const DEFAULT_METHOD = "prompt";
 
 export const trainerSettingsSchema = z
   .object({

@@ -14,7 +14,7 @@ const PROMPT = "prompt";
 const PEFT_PROMPT = "prompt_embeddings";
 
 export const promptTuning: PeftMethod<PromptTuningOptions, PromptTuningConfig> = {
-  name: "prompt-tuning",
+  name: "prompt",
   peftType: "PROMPT_TUNING",
   options: promptTuningOptionsSchema,
   config: promptTuningConfigSchema,
