@@ -26,7 +26,7 @@ export function setting(field: NumericSetting, flag: string) {
   // A fraction tells whether the setting takes only integers (then "> 0" reads "≥ 1").
   const integerOnly = schema.safeParse(1e6 + 0.5).error?.issues.some(isIntegerIssue) ?? false;
   return (value: string): number => {
-    const n = toNumber(flag, value);
+    const n = toNumber(flag, value, integerOnly ? "an integer" : "a number");
     const parsed = schema.safeParse(n);
     if (!parsed.success) throw new InvalidArgumentError(describeIssue(flag, parsed.error.issues[0], value, integerOnly));
     return n;
@@ -35,7 +35,7 @@ export function setting(field: NumericSetting, flag: string) {
 
 /** An integer at least `min`. */
 export const integer = (flag: string, min = Number.NEGATIVE_INFINITY) => (value: string) => {
-  const n = toNumber(flag, value);
+  const n = toNumber(flag, value, "an integer");
   if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} must be an integer, got "${value}"`);
   if (n < min) throw new InvalidArgumentError(`${flag} must be ≥ ${min}, got ${value}`);
   return n;
@@ -46,9 +46,9 @@ export const number = (flag: string) => (value: string) => toNumber(flag, value)
 
 export const list = (value: string, previous: string[] = []) => [...previous, value];
 
-function toNumber(flag: string, value: string): number {
+function toNumber(flag: string, value: string, kind: "a number" | "an integer" = "a number"): number {
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number, got "${value}"`);
+  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be ${kind}, got "${value}"`);
   return n;
 }
 
