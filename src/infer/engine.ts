@@ -26,7 +26,7 @@ import type { Tokenizer } from "../tokenizer/index.js";
 import { applyRepetitionPenalty, sampleToken } from "./sampling.js";
 import { StopMatcher } from "./stop.js";
 import { type PromptState, batchPast } from "./kv-cache.js";
-import { type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
+import { type BatchLayout, type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
 import { pastName, presentName, stepProgram } from "./step.js";
 
 /** How a row continues: its token limit, sampler and stop strings. */
@@ -202,59 +202,71 @@ export class GenerationEngine {
   private async advance(): Promise<RowToken[]> {
     // 1. The joining rows' prefix states, and their layout for the prefill.
     const joining = await this.resolveJoining(this.joining.splice(0));
-    const tokens: RowToken[] = [];
-    const weights = this.lm.weights.feeds();
-
-    // 2. Decode: each running row's last token after its cache → the next token, one column more of cache.
     const running = this.running;
-    let decoded: KvBlock | undefined;
-    if (running.length > 0) {
-      let block = this.cache!;
-      if (running.length !== block.keyMask.length || running.some((r, i) => r.slot !== i)) {
-        block = gatherRows(this.lm, running.map((r) => ({ block, slot: r.slot }))); // a cancel left a gap
-      }
-      for (const mask of block.keyMask) mask.push(1);
-      const B = running.length;
-      const out = await (await stepProgram(this.lm, "step")).run({
-        ...weights,
-        ...block.past,
-        input_ids: { data: BigInt64Array.from(running, (r) => BigInt(r.ids[r.ids.length - 1])), dims: [B, 1] },
-        position_ids: { data: BigInt64Array.from(running, (r) => BigInt(r.position++)), dims: [B, 1] },
-        allowed: attentionPattern(block.keyMask, 1),
-      });
-      decoded = { past: pastFrom(this.lm, out), width: block.width + 1, keyMask: block.keyMask };
-      this.pick(running, out.logits.data as Float32Array, tokens);
+    const tokens: RowToken[] = [];
+    try {
+      // 2. Decode: one token for every running row, one column more of cache.
+      const decoded = running.length > 0 ? await this.decode(running, tokens) : undefined;
+      // 3. Prefill: the joining rows' first tokens, and their cache.
+      const prefilled = joining !== undefined ? await this.prefill(joining.rows, joining.layout, tokens) : undefined;
+      // 4. Keep the cache of the rows that go on.
+      this.keep([
+        ...running.map((row, slot) => ({ row, block: decoded!, slot })),
+        ...(joining?.rows ?? []).map((row, slot) => ({ row, block: prefilled!, slot })),
+      ]);
+    } catch (err) {
+      // A failed forward leaves no cache to go on from: the rows of this step are gone.
+      for (const row of [...running, ...(joining?.rows ?? [])]) this.live.delete(row.id);
+      this.running = [];
+      this.cache = undefined;
+      throw err;
     }
+    return tokens;
+  }
 
-    // 3. Prefill: the joining rows' padded inputs (after their prompts' keys/values, if any) → first tokens and their cache.
-    let prefilled: KvBlock | undefined;
-    if (joining !== undefined) {
-      const { rows, layout } = joining;
-      const withPrompts = layout.pastLength > 0;
-      const out = await (await stepProgram(this.lm, withPrompts ? "step" : "prefill")).run({
-        ...weights,
-        ...(withPrompts ? batchPast(this.lm, rows.map((r) => r.state), layout.pastLength) : {}),
-        input_ids: layout.inputIds,
-        position_ids: layout.positions,
-        allowed: attentionPattern(layout.keyMask, layout.width),
-      });
-      rows.forEach((r, b) => (r.position = layout.nextPosition[b]));
-      prefilled = { past: pastFrom(this.lm, out), width: layout.pastLength + layout.width, keyMask: layout.keyMask };
-      this.pick(rows, out.logits.data as Float32Array, tokens);
+  /** Each running row's last token after its cache → its next token; the presents are the cache one column on. */
+  private async decode(rows: readonly Row[], tokens: RowToken[]): Promise<KvBlock> {
+    let block = this.cache!;
+    if (rows.length !== block.keyMask.length || rows.some((r, i) => r.slot !== i)) {
+      block = gatherRows(this.lm, rows.map((r) => ({ block, slot: r.slot }))); // a cancel left a gap
     }
+    for (const mask of block.keyMask) mask.push(1);
+    const B = rows.length;
+    const out = await (await stepProgram(this.lm, "step")).run({
+      ...this.lm.weights.feeds(),
+      ...block.past,
+      input_ids: { data: BigInt64Array.from(rows, (r) => BigInt(r.ids[r.ids.length - 1])), dims: [B, 1] },
+      position_ids: { data: BigInt64Array.from(rows, (r) => BigInt(r.position++)), dims: [B, 1] },
+      allowed: attentionPattern(block.keyMask, 1),
+    });
+    this.pick(rows, out.logits.data as Float32Array, tokens);
+    return { past: pastFrom(this.lm, out), width: block.width + 1, keyMask: block.keyMask };
+  }
 
-    // 4. The cache of the rows that go on: a block as it came out when no row left or joined, else their columns gathered.
-    const parts = [
-      ...running.map((row, slot) => ({ row, block: decoded!, slot })),
-      ...(joining?.rows ?? []).map((row, slot) => ({ row, block: prefilled!, slot })),
-    ];
+  /** The joining rows' padded inputs, after their prompts' keys/values if any → their first tokens and cache. */
+  private async prefill(rows: readonly Row[], layout: BatchLayout, tokens: RowToken[]): Promise<KvBlock> {
+    const withPrompts = layout.pastLength > 0;
+    const out = await (await stepProgram(this.lm, withPrompts ? "step" : "prefill")).run({
+      ...this.lm.weights.feeds(),
+      ...(withPrompts ? batchPast(this.lm, rows.map((r) => r.state), layout.pastLength) : {}),
+      input_ids: layout.inputIds,
+      position_ids: layout.positions,
+      allowed: attentionPattern(layout.keyMask, layout.width),
+    });
+    rows.forEach((r, b) => (r.position = layout.nextPosition[b]));
+    this.pick(rows, out.logits.data as Float32Array, tokens);
+    return { past: pastFrom(this.lm, out), width: layout.pastLength + layout.width, keyMask: layout.keyMask };
+  }
+
+  /** The rows that go on become the running set: a block as it came out when none left or joined, else their columns gathered. */
+  private keep(parts: readonly { row: Row; block: KvBlock; slot: number }[]): void {
     const staying = parts.filter((p) => p.row.finish === undefined && !p.row.cancelled);
+    const oneBlock = parts.every((p) => p.block === parts[0].block);
     if (staying.length === 0) this.cache = undefined;
-    else if (staying.length === parts.length && (decoded === undefined || prefilled === undefined)) this.cache = decoded ?? prefilled;
+    else if (staying.length === parts.length && oneBlock) this.cache = parts[0].block;
     else this.cache = gatherRows(this.lm, staying);
     staying.forEach((p, slot) => (p.row.slot = slot));
     this.running = staying.map((p) => p.row);
-    return tokens;
   }
 
   /** Wait for the rows' prompts and lay them out; on a failure, drop the failing rows, requeue the rest, and throw. */

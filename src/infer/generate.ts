@@ -60,8 +60,8 @@ export async function generate(
   const inputs = requests.map((r, i) => checkRequest(lm, tokenizer, r, i, options.addSpecialTokens ?? true));
 
   // 2. Every row joins at the first step; each soft prompt's keys/values come from the cache (computed once per prompt).
-  const ids = requests.map((r, i) =>
-    engine.add({ ...r, inputIds: inputs[i], prompt: r.prompt === undefined ? undefined : cache.get(r.prompt) }, `requests[${i}]`),
+  const ids = requests.map(({ text: _text, inputIds: _ids, prompt, ...decode }, i) =>
+    engine.add({ ...decode, inputIds: inputs[i], prompt: prompt === undefined ? undefined : cache.get(prompt) }, `requests[${i}]`),
   );
 
   // 3. Step until every row is done: the first step prefills them all, each later one decodes a token per row.

@@ -242,6 +242,22 @@ describe("engine errors", () => {
     await first;
   });
 
+  it("a forward that fails rejects its step and drops the rows in it; rows added later run", async () => {
+    const lm = await loadGoldenModel("qwen2");
+    const engine = new GenerationEngine(lm);
+    engine.add({ inputIds: [1, 2], maxNewTokens: 3 });
+    await engine.step();
+    engine.add({ inputIds: [3], maxNewTokens: 3 });
+    const decode = await stepProgram(lm, "step");
+    const spy = vi.spyOn(decode, "run").mockRejectedValueOnce(new Error("out of memory"));
+    await expect(engine.step().finally(() => spy.mockRestore())).rejects.toThrow(/out of memory/);
+    expect(engine.size).toBe(0);
+    engine.add({ inputIds: [4, 5], maxNewTokens: 2 });
+    const done: Generation[] = [];
+    while (engine.size > 0) for (const t of await engine.step()) if (t.done) done.push(t.done);
+    expect(done).toEqual(await generate(lm, undefined, [{ inputIds: [4, 5], maxNewTokens: 2 }]));
+  });
+
   it("a prompt that fails, or that does not fit, rejects its step; the other joining rows go on", async () => {
     const lm = await loadGoldenModel("gpt2");
     const llama = await loadGoldenModel("llama");
