@@ -76,16 +76,16 @@ export interface PeftMethod<Options extends object = object, Config extends Peft
   readonly config: z.ZodType<Config>;
   /** The adapter_config.json of a new adapter trained with `options` on the model. */
   makeConfig(options: Options, ctx: MethodContext): Config;
-  /** The trainable tensors with their initial values. */
-  initParams(options: Options, ctx: MethodContext): Params;
+  /** The trainable tensors with their initial values (may read files: a trained adapter to start from). */
+  initParams(options: Options, ctx: MethodContext): Params | Promise<Params>;
   /** The forward's change, over the parameters as graph inputs (same names as `initParams`). */
   adapt(config: Config, params: ReadonlyMap<string, Value>, lm: CausalLM): Adaptation;
   /** The tensors of adapter_model.safetensors, by PEFT's names. */
   toPeftTensors(config: Config, params: Params): Params;
   /** The trainable tensors from adapter_model.safetensors (`read` fails naming the tensor when absent). */
   fromPeftTensors(config: Config, read: (peftName: string) => Promise<Param>, where: string): Promise<Params>;
-  /** Fold for inference (e.g. an encoder's output, or LoRA merged into the weights). */
-  inferenceForm(config: Config, params: Params): InferenceForm;
+  /** Fold for inference (e.g. an encoder's output, or LoRA merged into the weights); `task` picks one of a multi-task adapter's prompts. */
+  inferenceForm(config: Config, params: Params, task?: string): InferenceForm;
 }
 
 // Methods are stored with their own types erased; each entry was type-checked at its registration.

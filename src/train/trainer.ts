@@ -102,7 +102,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
   if (run.train.length === 0) fail("data", "the training set is empty");
   const ctx = { lm, tokenizer: run.tokenizer, baseModelName: run.baseModelName, seed: config.seed };
   const adapterConfig = method.makeConfig(config.methodOptions, ctx);
-  let params: Params = method.initParams(config.methodOptions, ctx);
+  let params: Params = await method.initParams(config.methodOptions, ctx);
 
   // One compiled graph gives the loss, its gradient w.r.t. every trainable tensor, and the batch's token count.
   const inputs = paramInputs(params);
