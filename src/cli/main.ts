@@ -14,6 +14,9 @@ import { evalView, inspectView, showView, trainView } from "../report/views.js";
 import { printError, printJson, printResult, printUsageError, printView } from "./output.js";
 import { progressReporter } from "./progress.js";
 import { integer, list, number, setting, TRAIN_DEFAULTS, withFlagNames } from "./options.js";
+import { methodOptions, typedMethodSettings } from "./method-flags.js";
+import { registeredMethods } from "../peft/index.js";
+import { DEFAULT_METHOD } from "../train/config.js";
 import { checkAnswersAmongChoices, warnUnknownTokens } from "./input-checks.js";
 
 // package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js.
@@ -44,17 +47,14 @@ program
     printResult(await workflows.info(model), opts.json, "info");
   });
 
-program
+const trainCommand = program
   .command("train")
   .description("train a soft prompt on a dataset and save it as a PEFT adapter (the best validation step's prompt), a log and curve.svg")
   .requiredOption("--model <model>", "a model folder or a Hugging Face hub id")
   .requiredOption("--data <file>", "training data (.jsonl or .csv)")
   .requiredOption("--output <dir>", "where the adapter, log, curve and checkpoints go")
+  .addOption(new Option("--method <name>", "the method").choices(registeredMethods()).default(DEFAULT_METHOD))
   .option("--valid <file>", "validation data (default: a held-out share of --data)")
-  .option("--num-virtual-tokens <n>", "virtual tokens in the prompt", setting("numVirtualTokens", "--num-virtual-tokens"), d.numVirtualTokens)
-  .addOption(new Option("--init <how>", "prompt initialisation").choices(["random", "vocab", "text", "labels"]).default(d.init))
-  .addOption(new Option("--init-text <text>", "hard prompt to start from (implies --init text)").implies({ init: "text" }))
-  .addOption(new Option("--label <word>", "a class label word (repeat; implies --init labels)").argParser(list).implies({ init: "labels" }))
   .addOption(new Option("--optimizer <name>", "optimiser").choices(["adamw", "adafactor"]).default(d.optimizer))
   .option("--lr <rate>", "peak learning rate", setting("lr", "--lr"), d.lr)
   .option("--weight-decay <w>", "decoupled weight decay", setting("weightDecay", "--weight-decay"), d.weightDecay)
@@ -71,27 +71,52 @@ program
   .option("--patience <n>", "stop after n validations without improvement (0: never)", setting("patience", "--patience"), d.patience)
   .option("--save-every <n>", "checkpoint every n steps", setting("saveEvery", "--save-every"), d.saveEvery)
   .option("--seed <n>", "random seed", setting("seed", "--seed"), d.seed)
-  .option("--resume", "continue from <output>/checkpoint")
-  .option("--json", "print one JSON object")
-  .action(async (opts: Record<string, unknown>) => {
-    const { model, data, valid, output, resume, json, label, ...rest } = opts;
-    await warnUnknownTokens(model as string, [["--init-text", rest.initText as string | undefined], ...((label as string[] | undefined) ?? []).map((l): [string, string] => ["--label", l])]);
-    const progress = json ? undefined : progressReporter();
-    const result = await workflows.train({
-      ...(rest as object),
-      ...(label === undefined ? {} : { labels: label as string[] }),
-      model: model as string,
-      data: data as string,
-      valid: valid as string | undefined,
-      output: output as string,
-      resume: Boolean(resume),
-      onStep: progress?.step,
-      onLog: (line) => (json ? process.stderr.write(line + "\n") : progress?.log(line)),
-    }).finally(() => progress?.stop());
-    const { params: _params, ...summary } = result;
-    const curve = join(summary.output, CURVE_FILE);
-    const report = { ...summary, ...(existsSync(curve) ? { curve } : {}) };
-    printView(report, Boolean(json), (r) => trainView(r, r.curve));
+  .option("--resume", "continue from <output>/checkpoint (a finished run continues to a larger --steps)")
+  .option("--overwrite", "start over in an output folder that holds a run")
+  .option("--json", "print one JSON object");
+for (const option of methodOptions()) trainCommand.addOption(option);
+trainCommand.action(async (opts: Record<string, unknown>) => {
+  const { model, data, valid, output, resume, overwrite, json, method } = opts;
+  const methodSettings = typedMethodSettings(opts);
+  const trainerSettings = Object.fromEntries(Object.keys(TRAIN_DEFAULTS).concat("steps").filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]));
+  const initText = methodSettings.initText as string | undefined;
+  const labels = (methodSettings.labels as string[] | undefined) ?? [];
+  await warnUnknownTokens(model as string, [["--init-text", initText], ...labels.map((l): [string, string] => ["--label", l])]);
+  const progress = json ? undefined : progressReporter();
+  // Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; a second one stops at once.
+  const interrupt = new AbortController();
+  const onSignal = () => {
+    if (interrupt.signal.aborted) process.exit(130);
+    interrupt.abort();
+    progress?.log("stopping after this step and writing a checkpoint (press Ctrl-C again to quit at once)");
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  const result = await workflows.train({
+    ...trainerSettings,
+    ...methodSettings,
+    method: method as string,
+    model: model as string,
+    data: data as string,
+    valid: valid as string | undefined,
+    output: output as string,
+    resume: Boolean(resume),
+    overwrite: Boolean(overwrite),
+    signal: interrupt.signal,
+    onStep: progress?.step,
+    onLog: (line) => (json ? process.stderr.write(line + "\n") : progress?.log(line)),
+  }).finally(() => {
+    progress?.stop(); // shows the cursor again
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+  });
+  const { params: _params, ...summary } = result;
+  if (summary.interrupted) {
+    const resume = resumeCommand(process.argv.slice(2));
+    printView({ ...summary, resume }, Boolean(json), (r) => `interrupted at step ${r.steps}; the checkpoint is in ${join(r.output, "checkpoint")}\nresume with: ${r.resume}\n`);
+    process.exit(130);
+  }
+  const curve = join(summary.output, CURVE_FILE);
+  const report = { ...summary, ...(existsSync(curve) ? { curve } : {}) };
+  printView(report, Boolean(json), (r) => trainView(r, r.curve));
   });
 
 program
@@ -167,4 +192,11 @@ try {
   const { error, flag } = withFlagNames(err, running);
   printError(error, wantsJson, flag);
   process.exit(error instanceof SoftpromptError && error.code === "usage" ? 2 : 1);
+}
+
+/** The command that continues an interrupted run: the same arguments with --resume (and without --overwrite). */
+function resumeCommand(args: string[]): string {
+  const kept = args.filter((a) => a !== "--overwrite" && a !== "--resume");
+  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  return ["softprompt", ...kept, "--resume"].map(quote).join(" ");
 }

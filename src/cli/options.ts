@@ -6,23 +6,22 @@
 import { type Command, InvalidArgumentError } from "commander";
 import type { z } from "zod";
 import { SoftpromptError } from "../util/errors.js";
-import { DEFAULT_METHOD, trainerSettingsSchema, type TrainerSettings } from "../train/config.js";
-import { methodByName } from "../peft/index.js";
-import type { PromptTuningOptions } from "../peft/prompt-tuning/config.js";
+import { trainerSettingsSchema, type TrainerSettings } from "../train/config.js";
 
-/** The settings the train command offers: the trainer's own and prompt tuning's (the default method). */
-type TrainSettings = TrainerSettings & PromptTuningOptions;
-const methodOptions = methodByName(DEFAULT_METHOD).options;
-const settingSchemas: Record<string, z.ZodType> = { ...methodOptions.shape, ...trainerSettingsSchema.shape };
+const settingSchemas: Record<string, z.ZodType> = trainerSettingsSchema.shape;
 
-/** Every training setting's default, read from the schemas (settings without one, like `steps`, are absent). */
-export const TRAIN_DEFAULTS = { ...methodOptions.parse({}), ...trainerSettingsSchema.parse({}) } as Partial<TrainSettings>;
+/** Every trainer setting's default, read from the schema (settings without one, like `steps`, are absent). */
+export const TRAIN_DEFAULTS = trainerSettingsSchema.parse({}) as Partial<TrainerSettings>;
 
-type NumericSetting = { [K in keyof TrainSettings]-?: NonNullable<TrainSettings[K]> extends number ? K : never }[keyof TrainSettings];
+type NumericSetting = { [K in keyof TrainerSettings]-?: NonNullable<TrainerSettings[K]> extends number ? K : never }[keyof TrainerSettings];
 
-/** A number for a training setting, checked against the setting's schema (integer, bounds). */
+/** A number for a trainer setting, checked against the setting's schema (integer, bounds). */
 export function setting(field: NumericSetting, flag: string) {
-  const schema = settingSchemas[field];
+  return schemaNumber(settingSchemas[field], flag);
+}
+
+/** A number checked against a schema (integer, bounds), with the flag in every message. */
+export function schemaNumber(schema: z.ZodType, flag: string) {
   // A fraction tells whether the setting takes only integers (then "> 0" reads "≥ 1").
   const integerOnly = schema.safeParse(1e6 + 0.5).error?.issues.some(isIntegerIssue) ?? false;
   return (value: string): number => {

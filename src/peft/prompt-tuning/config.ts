@@ -29,13 +29,10 @@ export type PromptTuningConfig = z.infer<typeof promptTuningConfigSchema>;
 /** Training options of prompt tuning (defaults after Lester et al. 2021: 20 virtual tokens, vocabulary init). */
 export const promptTuningOptionsSchema = z
   .object({
-    /** Virtual tokens in the prompt. */
-    numVirtualTokens: z.number().int().positive().default(20),
-    init: z.enum(PROMPT_INITS).default("vocab"),
-    /** The hard prompt whose embeddings start the soft prompt (init "text"). */
-    initText: z.string().optional(),
-    /** Class label words whose embeddings come first (init "labels"). */
-    labels: z.array(z.string()).optional(),
+    numVirtualTokens: z.number().int().positive().default(20).describe("virtual tokens in the prompt"),
+    init: z.enum(PROMPT_INITS).default("vocab").describe("prompt initialisation"),
+    initText: z.string().optional().meta({ description: "hard prompt whose embeddings start the soft prompt (implies --init text)", implies: { init: "text" } }),
+    labels: z.array(z.string()).optional().meta({ description: "a class label word whose embedding comes first (implies --init labels)", implies: { init: "labels" } }),
   })
   .superRefine((o, ctx) => {
     if (o.init === "text" && !o.initText) ctx.addIssue({ code: "custom", message: 'init "text" needs initText', path: ["initText"] });
