@@ -13,7 +13,7 @@ import { rmSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SoftpromptError, evaluate, generate, loadModel, loadSoftPrompt, train, type SoftPrompt } from "../src/index.js";
+import { SoftpromptError, evaluate, generate, loadModel, loadSoftPrompt, train, type AdapterPrompt } from "../src/index.js";
 import { TAGS, TASKS, type Task, completionText } from "./tasks.js";
 
 const MODEL = fileURLToPath(new URL("./models/tiny-tasks", import.meta.url));
@@ -96,7 +96,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
   // 2. The model loaded once, one generate() call: the same input in every row, each with its own prompt.
   const model = await loadModel(MODEL);
-  const soft = new Map<Task, SoftPrompt>();
+  const soft = new Map<Task, AdapterPrompt>();
   for (const p of prompts) soft.set(p.task, (await loadSoftPrompt(p.dir, model, MODEL)).prompt);
   const input = `${MIXED_INPUT.join(" ")} = `;
   const rowTasks: (Task | undefined)[] = [...TASKS, undefined];

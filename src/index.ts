@@ -28,7 +28,7 @@ export { LossEvaluator } from "./eval/loss.js";
 export { AdamW, Adafactor } from "./train/optim.js";
 
 // Inference
-export { generate, type GenerateRequest, type Generation, type SoftPrompt } from "./infer/generate.js";
+export { generate, type GenerateRequest, type Generation, type SoftPrompt, type PrefixPrompt, type AdapterPrompt } from "./infer/generate.js";
 export { PromptCache } from "./infer/kv-cache.js";
 export { scoreCompletions, scoreChoices } from "./infer/score.js";
 export { evaluateTask } from "./eval/task.js";

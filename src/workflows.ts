@@ -15,7 +15,7 @@ import type { PromptTuningOptions } from "./peft/prompt-tuning/config.js";
 import { inspectPrompt, promptSimilarity, type PromptSimilarity, type VectorReport } from "./peft/inspect.js";
 import { parseTrainConfig, type TrainerSettings } from "./train/config.js";
 import { trainAdapter, type TrainEvent, type TrainResult } from "./train/trainer.js";
-import { generate, type Generation, type SoftPrompt } from "./infer/generate.js";
+import { generate, type AdapterPrompt, type Generation } from "./infer/generate.js";
 import { writeLossCurve } from "./report/loss-curve.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
 
@@ -25,8 +25,11 @@ export async function info(model: string): Promise<ModelInfo> {
 
 export interface LoadedAdapter {
   adapter: Adapter;
-  /** What inference uses of it; its id carries the adapter's version (a digest of its tensors), so caches never serve a stale one. */
-  prompt: SoftPrompt;
+  /**
+   * What inference uses of it: a soft prompt's embeddings, or a prefix's keys/values (prefix tuning,
+   * Cartridges). Its id carries the adapter's version (a digest of its tensors), so caches never serve a stale one.
+   */
+  prompt: AdapterPrompt;
   numVirtual: number;
   /** What could not be checked against the model (PEFT-written adapters carry no fingerprint). */
   warnings: string[];
@@ -35,10 +38,18 @@ export interface LoadedAdapter {
 /** A PEFT adapter folder of any registered method, checked against the model, ready to generate or evaluate with. */
 export async function loadSoftPrompt(adapterDir: string, model: Model, modelName: string): Promise<LoadedAdapter> {
   const adapter = await loadAdapter(adapterDir);
-  const warnings = checkAdapterFits(adapter, baseModelOf(model, modelName), adapterDir);
-  const { embeddings } = adapter.method.inferenceForm(adapter.config, adapter.params);
-  const version = paramsDigest(adapter.params).slice(0, 16);
-  return { adapter, prompt: { id: `${basename(adapterDir)}:${version}`, embeddings }, numVirtual: embeddings.length / model.config.hiddenSize, warnings };
+  // Prefix methods record the key/value width and heads where others record the hidden size and heads.
+  const recorded = adapter.method.recordedDims?.(model.lm);
+  const base = baseModelOf(model, modelName);
+  const warnings = checkAdapterFits(adapter, recorded === undefined ? base : { ...base, hiddenSize: recorded.tokenDim, numHeads: recorded.numHeads }, adapterDir);
+  const form = adapter.method.inferenceForm(adapter.config, adapter.params);
+  const id = `${basename(adapterDir)}:${paramsDigest(adapter.params).slice(0, 16)}`;
+  switch (form.kind) {
+    case "embeddings":
+      return { adapter, prompt: { id, embeddings: form.embeddings }, numVirtual: form.embeddings.length / model.config.hiddenSize, warnings };
+    case "past":
+      return { adapter, prompt: { id, numVirtual: form.numVirtual, layers: form.layers }, numVirtual: form.numVirtual, warnings };
+  }
 }
 
 /** Where warnings go when a caller gives no `onWarning`: Node's warning channel (stderr). */
@@ -187,10 +198,16 @@ export async function inspect(options: { model: string; adapter: string; compare
   const { prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model);
   warnings.forEach(warn(options.onWarning));
   const embeddings = model.lm.weights.tensor(model.lm.embeddingName);
-  const vectors = inspectPrompt(prompt.embeddings, embeddings, (id) => model.tokenizer.idToToken(id), options.top ?? 5);
+  const vectors = inspectPrompt(embeddingsOf(prompt, options.adapter, "adapter"), embeddings, (id) => model.tokenizer.idToToken(id), options.top ?? 5);
   if (options.compare === undefined) return { vectors };
   const other = await loadSoftPrompt(options.compare, model, options.model);
-  return { vectors, similarity: promptSimilarity(prompt.embeddings, other.prompt.embeddings, model.config.hiddenSize) };
+  return { vectors, similarity: promptSimilarity(embeddingsOf(prompt, options.adapter, "adapter"), embeddingsOf(other.prompt, options.compare, "compare"), model.config.hiddenSize) };
+}
+
+/** Inspection compares vectors with token embeddings: a prefix's keys/values have none to compare. */
+function embeddingsOf(prompt: AdapterPrompt, dir: string, flag: string): Float32Array {
+  if ("embeddings" in prompt) return prompt.embeddings;
+  return fail("usage", `${dir} is a prefix adapter (keys/values per layer), not virtual-token embeddings: inspect takes prompt-tuning adapters`, { field: `--${flag}` });
 }
 
 /** What an adapter folder holds and how it was trained (`softprompt show`). */

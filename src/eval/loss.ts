@@ -10,7 +10,7 @@ import type { Batch } from "../data/index.js";
 import { type Feeds, Program } from "../runtime/session.js";
 import type { Adapter } from "../peft/adapter.js";
 import type { Adaptation, Params } from "../peft/method.js";
-import { lossFeeds, lossGraph } from "../train/objective.js";
+import { type VirtualTokens, lossFeeds, lossGraph } from "../train/objective.js";
 
 export interface LossResult {
   loss: number;
@@ -28,7 +28,7 @@ export class LossEvaluator {
   private constructor(
     private readonly lm: CausalLM,
     private readonly program: Program,
-    private readonly numVirtual: number,
+    private readonly virtualTokens: VirtualTokens,
     private readonly adaptation: Adaptation | undefined,
   ) {}
 
@@ -36,7 +36,7 @@ export class LossEvaluator {
   static async create(lm: CausalLM, shape?: Pick<Adapter, "method" | "config" | "params">): Promise<LossEvaluator> {
     const adaptation = shape === undefined ? undefined : shape.method.adapt(shape.config, paramInputs(shape.params), lm);
     const g = lossGraph(lm, adaptation);
-    return new LossEvaluator(lm, await Program.compile({ loss: g.loss, count: g.count }), g.numVirtual, adaptation);
+    return new LossEvaluator(lm, await Program.compile({ loss: g.loss, count: g.count }), g, adaptation);
   }
 
   /** The dataset loss; `params` are the adapter's values (the shapes given to `create`). */
@@ -48,7 +48,7 @@ export class LossEvaluator {
     let tokens = 0;
     for (const batch of batches) {
       const extra = this.adaptation?.feeds(batch) ?? {};
-      const out = await this.program.run({ ...weights, ...paramFeeds, ...extra, ...lossFeeds(batch, this.numVirtual) });
+      const out = await this.program.run({ ...weights, ...paramFeeds, ...extra, ...lossFeeds(batch, this.virtualTokens) });
       const count = (out.count.data as Float32Array)[0];
       total += (out.loss.data as Float32Array)[0] * count;
       tokens += count;

@@ -8,13 +8,14 @@ import type { CausalLM } from "../models/causal-lm.js";
 import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { type Example, makeBatches, tokenizeExamples } from "../data/index.js";
 import type { Adapter } from "../peft/adapter.js";
-import { generate, type SoftPrompt } from "../infer/generate.js";
+import { generate, type AdapterPrompt } from "../infer/generate.js";
+import { checkSoftPrompt } from "../infer/kv-cache.js";
 import { scoreChoices } from "../infer/score.js";
 import { LossEvaluator } from "./loss.js";
 import { checkFitsContext } from "../train/objective.js";
 
 /** No prompt, a trained adapter (and what inference uses of it), or a hard text prompt before each input. */
-export type Prompting = { kind: "none" } | { kind: "soft"; adapter: Adapter; prompt: SoftPrompt } | { kind: "text"; text: string };
+export type Prompting = { kind: "none" } | { kind: "soft"; adapter: Adapter; prompt: AdapterPrompt } | { kind: "text"; text: string };
 
 export interface TaskEvalOptions {
   maxLength?: number;
@@ -50,7 +51,7 @@ export async function evaluateTask(
   const withHard = prompting.kind === "text" ? examples.map((ex) => prependText(ex, prompting.text)) : [...examples];
   const { items, truncated } = tokenizeExamples(withHard, tokenizer, { maxLength });
   const adapter = prompting.kind === "soft" ? prompting.adapter : undefined;
-  const numVirtual = prompting.kind === "soft" ? prompting.prompt.embeddings.length / lm.config.hiddenSize : 0;
+  const numVirtual = prompting.kind === "soft" ? checkSoftPrompt(lm, prompting.prompt) : 0;
   checkFitsContext(lm, numVirtual, items, (setting) => (setting === "maxLength" ? "--max-length" : "the adapter's virtual tokens"));
   const evaluator = await LossEvaluator.create(lm, adapter);
   const { loss, perplexity } = await evaluator.evaluate(makeBatches(items, { batchSize, padTokenId: paddingId(tokenizer), padSide: "right" }), adapter?.params);

@@ -15,11 +15,11 @@
 import { fail } from "../util/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import type { Tokenizer } from "../tokenizer/index.js";
-import { type PromptCache, type SoftPrompt, checkSoftPrompt, promptCacheFor } from "./kv-cache.js";
+import { type AdapterPrompt, type PromptCache, checkSoftPrompt, promptCacheFor } from "./kv-cache.js";
 import type { PositionMode } from "./layout.js";
 import { type DecodeOptions, type Generation, type RowId, GenerationEngine, checkRowRequest } from "./engine.js";
 
-export type { SoftPrompt } from "./kv-cache.js";
+export type { AdapterPrompt, PrefixPrompt, SoftPrompt } from "./kv-cache.js";
 export type { PositionMode } from "./layout.js";
 export type { FinishReason, Generation } from "./engine.js";
 
@@ -28,7 +28,7 @@ export interface GenerateRequest extends DecodeOptions {
   inputIds?: readonly number[];
   text?: string;
   /** A soft prompt placed before the input (omit for the bare model). */
-  prompt?: SoftPrompt;
+  prompt?: AdapterPrompt;
 }
 
 export interface GenerateOptions {

@@ -2,13 +2,17 @@
  * Soft prompts at inference, and the cache of their keys and values. Virtual tokens come first,
  * take positions 0..n-1 and attend only to each other, so their keys/values (and the logits after the
  * last of them) depend on the prompt alone: computed once per prompt, they are the cached `past` of
- * every request that uses it, in any batch, in any call.
+ * every request that uses it, in any batch, in any call. A prefix (prefix tuning, Cartridges) is
+ * keys/values already: it is its own state, with no logits after it.
  */
 import { fail } from "../util/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { arangePositions, attentionPattern } from "../models/inputs.js";
 import type { Tensor } from "../runtime/session.js";
 import { pastName, promptProgram, presentName } from "./step.js";
+
+/** What an adapter puts before a row's tokens: a soft prompt's embeddings, or a prefix of keys/values. */
+export type AdapterPrompt = SoftPrompt | PrefixPrompt;
 
 /** A trained soft prompt: `embeddings` is [n, hidden] row-major; `id` names it for the cache. */
 export interface SoftPrompt {
@@ -17,6 +21,15 @@ export interface SoftPrompt {
   embeddings: Float32Array;
   /** [n, hidden]; when left out, n = embeddings.length / hidden. */
   dims?: readonly number[];
+}
+
+/** A trained prefix (prefix tuning, Cartridges): per layer the keys/values of n virtual tokens, used as they are. */
+export interface PrefixPrompt {
+  /** Names the prefix in errors. */
+  id: string;
+  numVirtual: number;
+  /** Per layer, keys and values each [kvHeads, n, headDim] row-major (keys as attention sees them: not rotated again). */
+  layers: readonly HostKV[];
 }
 
 /** Keys and values of one layer on the host, each [batch, kvHeads, length, headDim] row-major. */
@@ -30,14 +43,19 @@ export interface PromptState {
   numVirtual: number;
   /** Per layer, [1, kvHeads, n, headDim]. */
   layers: HostKV[];
-  /** [vocab]: the logits after the last virtual token (they predict the first real token). */
-  lastLogits: Float32Array;
+  /** [vocab]: the logits after the last virtual token (they predict the first real token); a prefix has none. */
+  lastLogits?: Float32Array;
 }
 
-/** Check a soft prompt against the model; returns its number of virtual tokens. */
-export function checkSoftPrompt(lm: CausalLM, prompt: SoftPrompt, field = "prompt"): number {
+export function isPrefixPrompt(prompt: AdapterPrompt): prompt is PrefixPrompt {
+  return "layers" in prompt;
+}
+
+/** Check a soft prompt or prefix against the model; returns its number of virtual tokens. */
+export function checkSoftPrompt(lm: CausalLM, prompt: AdapterPrompt, field = "prompt"): number {
   const d = lm.config.hiddenSize;
   if (typeof prompt.id !== "string" || prompt.id.length === 0) fail("usage", "a soft prompt needs a non-empty id (its cache key)", { field });
+  if (isPrefixPrompt(prompt)) return checkPrefix(lm, prompt, field);
   if (!(prompt.embeddings instanceof Float32Array)) fail("usage", "soft prompt embeddings must be a Float32Array [n, hidden]", { field });
   const len = prompt.embeddings.length;
   if (prompt.dims !== undefined) {
@@ -56,6 +74,24 @@ export function checkSoftPrompt(lm: CausalLM, prompt: SoftPrompt, field = "promp
   return len / d;
 }
 
+/** A prefix needs every layer's keys and values, each [kvHeads, n, headDim], finite. */
+function checkPrefix(lm: CausalLM, prefix: PrefixPrompt, field: string): number {
+  const { numLayers, numKvHeads, headDim } = lm.config;
+  const n = prefix.numVirtual;
+  if (!(Number.isInteger(n) && n >= 1)) fail("usage", `prefix "${prefix.id}" needs numVirtual >= 1, got ${n}`, { field: `${field}.numVirtual` });
+  const size = numKvHeads * n * headDim;
+  const fits = (a: unknown) => a instanceof Float32Array && a.length === size;
+  if (!Array.isArray(prefix.layers) || prefix.layers.length !== numLayers || !prefix.layers.every((l) => fits(l.key) && fits(l.value))) {
+    fail("usage", `prefix "${prefix.id}" does not fit this model: expected ${numLayers} layers of keys and values [${numKvHeads}, ${n}, ${headDim}] (kvHeads, n, headDim)`, { field: `${field}.layers` });
+  }
+  prefix.layers.forEach((l, i) => {
+    for (const kind of ["key", "value"] as const) {
+      if (!l[kind].every(Number.isFinite)) fail("usage", `prefix "${prefix.id}" holds a non-finite value`, { field: `${field}.layers[${i}].${kind}` });
+    }
+  });
+  return n;
+}
+
 /** Prompt states of one model, keyed by prompt id, least recently used evicted first. */
 export class PromptCache {
   private readonly entries = new Map<string, { embeddings: Float32Array; state: Promise<PromptState> }>();
@@ -69,8 +105,12 @@ export class PromptCache {
     return this.entries.size;
   }
 
-  /** The prompt's keys/values, computed on first use (or when its embeddings changed). */
-  get(prompt: SoftPrompt): Promise<PromptState> {
+  /** The prompt's keys/values, computed on first use (or when its embeddings changed); a prefix is its own. */
+  get(prompt: AdapterPrompt): Promise<PromptState> {
+    if (isPrefixPrompt(prompt)) {
+      const numVirtual = checkPrefix(this.lm, prompt, "prompt");
+      return Promise.resolve({ numVirtual, layers: [...prompt.layers] });
+    }
     const hit = this.entries.get(prompt.id);
     this.entries.delete(prompt.id);
     if (hit !== undefined && sameValues(hit.embeddings, prompt.embeddings)) {

@@ -9,7 +9,7 @@ import * as o from "../graph/ops.js";
 import type { Value } from "../graph/ir.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { attentionPattern } from "../models/inputs.js";
-import { type PromptCache, type PromptState, type SoftPrompt, batchPast, checkSoftPrompt, promptCacheFor } from "./kv-cache.js";
+import { type PromptCache, type PromptState, type AdapterPrompt, batchPast, checkSoftPrompt, isPrefixPrompt, promptCacheFor } from "./kv-cache.js";
 import { type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
 import { pastInputs, programFor } from "./step.js";
 
@@ -18,7 +18,7 @@ export interface ScoreRequest {
   inputIds: readonly number[];
   /** The tokens to score, at least one. */
   completionIds: readonly number[];
-  prompt?: SoftPrompt;
+  prompt?: AdapterPrompt;
 }
 
 export interface ScoreOptions {
@@ -57,7 +57,7 @@ export async function scoreCompletions(lm: CausalLM, requests: readonly ScoreReq
   requests.forEach((r, b) => {
     r.completionIds.forEach((target, j) => {
       const before = r.inputIds.length + j - 1; // index in the row of the predicting token
-      if (before < 0) scores[b].tokenLogProbs[j] = logSoftmaxAt(prompts[b]!.lastLogits, target);
+      if (before < 0) scores[b].tokenLogProbs[j] = logSoftmaxAt(prompts[b]!.lastLogits!, target); // an embedding prompt's (checked)
       else {
         at.push(b * L + layout.padding[b] + before);
         targets.push(target);
@@ -92,7 +92,7 @@ export interface ChoiceRequest {
   inputIds: readonly number[];
   /** Each choice as token ids (e.g. the tokens of " positive", " negative"). */
   choices: readonly (readonly number[])[];
-  prompt?: SoftPrompt;
+  prompt?: AdapterPrompt;
 }
 
 /** Score every choice after the input in one batch; `best` has the highest total log-likelihood (first wins ties). */
@@ -139,6 +139,9 @@ function checkScoreRequest(lm: CausalLM, r: ScoreRequest, i: number): void {
   if (r.completionIds.length === 0) fail("usage", "the completion is empty: give at least one token to score", { field: field("completionIds") });
   if (r.inputIds.length === 0 && r.prompt === undefined) {
     fail("usage", "the input is empty: without a soft prompt nothing predicts the first completion token", { field: field("inputIds") });
+  }
+  if (r.inputIds.length === 0 && r.prompt !== undefined && isPrefixPrompt(r.prompt)) {
+    fail("usage", `the input is empty: a prefix ("${r.prompt.id}") is keys/values with no logits after it, so nothing predicts the first completion token; give at least one input token`, { field: field("inputIds") });
   }
   checkIds(lm, r.inputIds, field("inputIds"));
   checkIds(lm, r.completionIds, field("completionIds"));

@@ -9,12 +9,12 @@
  * The forward changes a method can make, and who uses each:
  *  - embeddings placed before the text (`virtualEmbeds`): prompt tuning, P-tuning, multi-task prompts;
  *  - projections wrapped by module name (`hooks.linear`, see CausalLM's ForwardHooks): LoRA;
- *  - per-layer keys/values before the text: prefix tuning (added with it, as a third field of Adaptation).
+ *  - per-layer keys/values before the text (`past`): prefix tuning, Cartridges.
  */
 import type { z } from "zod";
 import { fail } from "../util/errors.js";
 import type { Value } from "../graph/ir.js";
-import type { CausalLM, ForwardHooks } from "../models/causal-lm.js";
+import type { CausalLM, ForwardHooks, KV } from "../models/causal-lm.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import type { Tensor } from "../runtime/session.js";
 import type { Batch } from "../data/index.js";
@@ -23,6 +23,8 @@ import type { Batch } from "../data/index.js";
 export interface Param {
   shape: number[];
   data: Float32Array;
+  /** Fed to the graph like the others but never differentiated or updated (Cartridges' attention sink). */
+  frozen?: boolean;
 }
 
 /** A method's trainable tensors by name (the names the trainer, optimiser and checkpoint use). */
@@ -52,6 +54,11 @@ export interface MethodContext {
 export interface Adaptation {
   /** [B, n, hidden]: n virtual-token embeddings placed before the token embeddings (the text starts at position n). */
   virtualEmbeds?: Value;
+  /**
+   * Per layer, keys and values [1, kvHeads, n, headDim] before the text (prefix tuning): always visible,
+   * keys used as given (not rotated), the text at positions n.. . One per row of the batch when [B, …].
+   */
+  past?: KV[];
   /** Hooks into the model's forward (LoRA wraps projections). */
   hooks?: ForwardHooks;
   /** Feeds for the graph inputs the adaptation declared itself, for one batch (e.g. which prompt each row uses). */
@@ -59,11 +66,18 @@ export interface Adaptation {
 }
 
 /** What inference keeps of an adapter (one variant per way a method can be served). */
-export type InferenceForm = {
-  kind: "embeddings";
-  /** [n, hidden] virtual-token embeddings, run once and cached as keys/values (see infer/kv-cache.ts). */
-  embeddings: Float32Array;
-};
+export type InferenceForm =
+  | {
+      kind: "embeddings";
+      /** [n, hidden] virtual-token embeddings, run once and cached as keys/values (see infer/kv-cache.ts). */
+      embeddings: Float32Array;
+    }
+  | {
+      kind: "past";
+      numVirtual: number;
+      /** Per layer, keys and values each [kvHeads, n, headDim] row-major: the cached past itself. */
+      layers: { key: Float32Array; value: Float32Array }[];
+    };
 
 export interface PeftMethod<Options extends object = object, Config extends PeftConfigBase = PeftConfigBase> {
   /** Our name: `--method prompt`. */
@@ -84,6 +98,11 @@ export interface PeftMethod<Options extends object = object, Config extends Peft
   toPeftTensors(config: Config, params: Params): Params;
   /** The trainable tensors from adapter_model.safetensors (`read` fails naming the tensor when absent). */
   fromPeftTensors(config: Config, read: (peftName: string) => Promise<Param>, where: string): Promise<Params>;
+  /**
+   * What PEFT records as token_dim and num_attention_heads for this method on a model, when not the
+   * hidden size and the heads (prefix methods: the key/value width and heads, for grouped-query attention).
+   */
+  recordedDims?(lm: CausalLM): { tokenDim: number; numHeads: number };
   /** Fold for inference (e.g. an encoder's output, or LoRA merged into the weights); `task` picks one of a multi-task adapter's prompts. */
   inferenceForm(config: Config, params: Params, task?: string): InferenceForm;
 }

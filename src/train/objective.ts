@@ -3,12 +3,17 @@
  * adapter's changes (or none), with the LM head applied only at positions that carry a label (it is the
  * model's largest matmul). Labels follow HF: the token at position t predicts labels[t + 1]; -100 is
  * not counted; a row's first token is predicted only by virtual tokens before it, never by another row.
+ *
+ * Virtual tokens come in two kinds: embeddings placed before the token embeddings (prompt tuning: they are
+ * queries and keys, and the last one predicts the first real token), or a per-layer past of keys/values
+ * (prefix tuning, Cartridges: keys only, nothing predicts the first real token). Either way they take
+ * positions 0..n-1, are always visible, and the text starts at position n.
  */
 import { type Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
 import { fail } from "../util/errors.js";
-import type { CausalLM } from "../models/causal-lm.js";
+import type { CausalLM, KV } from "../models/causal-lm.js";
 import { type PositionMode, attentionPattern } from "../models/inputs.js";
 import { type Batch, IGNORE_INDEX } from "../data/index.js";
 import type { Tensor } from "../runtime/session.js";
@@ -23,37 +28,69 @@ export interface LossGraph {
   count: Value;
   /** Virtual tokens before the text (0 without them). */
   numVirtual: number;
+  /** Where they are: "embeds" (before the token embeddings, the default) or "past" (per-layer keys/values). */
+  virtualAs: VirtualAs;
 }
 
+export type VirtualAs = "embeds" | "past";
+
+/** What `lossFeeds` needs to know of the virtual tokens: a count (embeddings), or a loss graph's. */
+export type VirtualTokens = number | Pick<LossGraph, "numVirtual" | "virtualAs">;
+
 /** The loss graph of the model with `adaptation` (none: the bare model); feed it with `lossFeeds`. */
-export function lossGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "hooks">): LossGraph {
+export function lossGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks">): LossGraph {
   const ids = o.input("input_ids", "int64", ["batch", "seq"]);
   const virtual = adaptation?.virtualEmbeds;
-  const numVirtual = virtual === undefined ? 0 : (virtual.shape[1] as number);
-  const total = numVirtual > 0 ? `${numVirtual}+seq` : "seq"; // virtual tokens, then the text
-  const positions = o.input("position_ids", "int64", ["batch", total]);
-  const allowed = o.input("allowed", "bool", ["batch", 1, total, total]);
+  const prefix = adaptation?.past;
+  if (virtual !== undefined && prefix !== undefined) fail("usage", "an adaptation gives either virtual embeddings or a past, not both", { field: "past" });
+  const virtualAs: VirtualAs = prefix === undefined ? "embeds" : "past";
+  const numVirtual = virtual !== undefined ? (virtual.shape[1] as number) : prefix !== undefined ? checkPast(lm, prefix) : 0;
+  const keys = numVirtual > 0 ? `${numVirtual}+seq` : "seq"; // virtual tokens, then the text
+  const queries = virtualAs === "embeds" ? keys : "seq"; // a past has keys, not queries
+  const positions = o.input("position_ids", "int64", ["batch", queries]);
+  const allowed = o.input("allowed", "bool", ["batch", 1, queries, keys]);
   const labelPositions = o.input("label_positions", "int64", ["labels"]);
   const labelTargets = o.input("label_targets", "int64", ["labels"]);
 
   const tokens = lm.embed(ids);
   const inputsEmbeds = virtual === undefined ? tokens : o.concat([virtual, tokens], 1);
-  const { hidden } = lm.forward({ inputsEmbeds, positions, allowed, hooks: adaptation?.hooks });
+  const past = prefix === undefined ? undefined : broadcastPast(prefix, ids);
+  const { hidden } = lm.forward({ inputsEmbeds, positions, allowed, past, hooks: adaptation?.hooks });
   const picked = o.gather(o.reshape(hidden, [-1, lm.config.hiddenSize]), labelPositions, 0); // [M, d]: only labelled positions
   const loss = nn.crossEntropy(lm.lmHead(picked), labelTargets);
   const count = o.cast(o.reduceSum(o.cast(o.greater(labelTargets, -1), "int64"), [0]), "float32");
-  return { loss, hidden, count, numVirtual };
+  return { loss, hidden, count, numVirtual, virtualAs };
+}
+
+/** A past of batch 1 (one prefix for every row) broadcast over the batch of `ids` [B, T]. */
+function broadcastPast(past: readonly KV[], ids: Value): KV[] {
+  const rowOf = o.unsqueeze(o.slice(ids, 1, 0, 1), [2, 3]); // [B, 1, 1, 1]: only its shape is used
+  return past.map(({ key, value }) => ({ key: o.expandLike(key, rowOf), value: o.expandLike(value, rowOf) }));
+}
+
+/** A past must have a [1 or B, kvHeads, n, headDim] pair for every layer; returns n. */
+function checkPast(lm: CausalLM, past: readonly KV[]): number {
+  const { numLayers, numKvHeads, headDim } = lm.config;
+  const n = past[0]?.key.shape[2];
+  const fits = (v: Value) => v.shape.length === 4 && v.shape[1] === numKvHeads && v.shape[2] === n && v.shape[3] === headDim;
+  if (past.length !== numLayers || typeof n !== "number" || !past.every((kv) => fits(kv.key) && fits(kv.value))) {
+    fail("usage", `a past needs ${numLayers} layers of keys and values [1, ${numKvHeads}, n, ${headDim}] with one static n`, { field: "past" });
+  }
+  return n;
 }
 
 /**
- * Feeds for `lossGraph` from a right- or left-padded batch after `numVirtual` virtual tokens.
- * Positions "row" (default): virtual tokens 0..n-1, then each row's real tokens n, n+1, … wherever its
- * padding sits, so a loss never depends on the batch. "peft": 0..n+T-1 for every row, padding
- * included, as PEFT's prompt tuning (it passes no position_ids); the same for right-padded batches.
+ * Feeds for `lossGraph` from a right- or left-padded batch after the virtual tokens (a count means
+ * embeddings; pass the loss graph for a past). Positions "row" (default): virtual tokens 0..n-1, then
+ * each row's real tokens n, n+1, … wherever its padding sits, so a loss never depends on the batch.
+ * "peft": n..n+T-1 over the text for every row, padding included, as PEFT (it passes no position_ids;
+ * with a prefix the cache positions start at n); the same for right-padded batches.
  */
-export function lossFeeds(batch: Batch<ArrayLike<number>>, numVirtual: number, mode: PositionMode = "row"): Record<string, Tensor> {
+export function lossFeeds(batch: Batch<ArrayLike<number>>, virtualTokens: VirtualTokens, mode: PositionMode = "row"): Record<string, Tensor> {
+  const { numVirtual, virtualAs } = typeof virtualTokens === "number" ? { numVirtual: virtualTokens, virtualAs: "embeds" } : virtualTokens;
   const { batchSize: B, seqLen: T } = batch;
-  const L = numVirtual + T;
+  const queriesBefore = virtualAs === "embeds" ? numVirtual : 0; // virtual tokens that are queries too
+  const L = queriesBefore + T;
   const keyMask: number[][] = [];
   const positions = new BigInt64Array(B * L);
   const labelAt: number[] = [];
@@ -62,17 +99,17 @@ export function lossFeeds(batch: Batch<ArrayLike<number>>, numVirtual: number, m
   for (let b = 0; b < B; b++) {
     const real = (t: number) => batch.attentionMask[b * T + t] !== 0;
     keyMask.push([...Array<number>(numVirtual).fill(1), ...Array.from({ length: T }, (_, t) => (real(t) ? 1 : 0))]);
-    let seen = 0;
+    let seen = 0; // real text tokens so far
     for (let p = 0; p < L; p++) {
-      const t = p - numVirtual; // index in the text, negative for virtual tokens
-      const isReal = t < 0 || real(t);
-      positions[b * L + p] = BigInt(mode === "peft" ? p : isReal ? seen : 0);
-      if (isReal) seen++;
+      const t = p - queriesBefore; // index in the text, negative for virtual tokens
+      const position = t < 0 ? p : mode === "peft" ? numVirtual + t : real(t) ? numVirtual + seen : 0;
+      positions[b * L + p] = BigInt(position);
+      if (t >= 0 && real(t)) seen++;
     }
     for (let t = 0; t < T; t++) ids[b * T + t] = BigInt(batch.inputIds[b * T + t]);
-    // Each real token's label is predicted at the position of the real token (or virtual token) before
-    // it; a row's first token, without virtual tokens, has nothing before it and is not predicted.
-    let before = numVirtual - 1;
+    // Each real token's label is predicted at the position of the real token (or virtual embedding) before
+    // it; a row's first token, without virtual embeddings, has nothing before it and is not predicted.
+    let before = queriesBefore - 1;
     for (let t = 0; t < T; t++) {
       const label = batch.labels[b * T + t];
       if (!real(t)) {
@@ -83,7 +120,7 @@ export function lossFeeds(batch: Batch<ArrayLike<number>>, numVirtual: number, m
         labelAt.push(b * L + before);
         targets.push(label);
       }
-      before = numVirtual + t;
+      before = queriesBefore + t;
     }
   }
   return {

@@ -109,7 +109,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
   const adaptation = method.adapt(adapterConfig, inputs, lm);
   const graph = lossGraph(lm, adaptation);
   checkFitsContext(lm, graph.numVirtual, [...run.train, ...run.valid], run.flagOf ?? kebabFlag);
-  const names = [...inputs.keys()];
+  const names = [...inputs.keys()].filter((n) => !params.get(n)!.frozen);
   const grads = grad(graph.loss, names.map((n) => inputs.get(n)!));
   const outputs = Object.fromEntries(names.map((n, i) => [`grad.${n}`, grads[i]]));
   const step = await Program.compile({ loss: graph.loss, count: graph.count, ...outputs });
@@ -163,7 +163,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
     for (let micro = 0; micro < config.gradAccum; micro++) {
       const next = stream.next().value!;
       epoch = next.epoch;
-      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch), ...lossFeeds(next.batch, graph.numVirtual) });
+      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch), ...lossFeeds(next.batch, graph) });
       const count = (out.count.data as Float32Array)[0];
       for (const [n, sum] of sums) {
         const g = out[`grad.${n}`].data as Float32Array;
