@@ -112,6 +112,14 @@ interface Row {
   slot: number;
 }
 
+/**
+ * The running rows of one model. Not re-entrant: await each `step()` before the next; `add` and
+ * `cancel` may be called at any time (a row added during a step joins at the next one).
+ *
+ *   const engine = new GenerationEngine(lm, { tokenizer });
+ *   const id = engine.add({ inputIds, prompt: promptCache.get(softPrompt), maxNewTokens: 16 });
+ *   while (engine.size > 0) for (const { row, token, done } of await engine.step()) …
+ */
 export class GenerationEngine {
   private readonly tokenizer: Tokenizer | undefined;
   private readonly eos: ReadonlySet<number>;
