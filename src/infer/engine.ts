@@ -2,8 +2,8 @@
  * A step-level generation engine: a set of running rows that join and leave between decode steps (what
  * a server with continuous batching stands on; `generate` is a loop over it: add all, step until done).
  *
- * A row is its input ids, its prefix state (a soft prompt's cached keys/values, see kv-cache.ts, or
- * none), its sampler (own seeded Rng, temperature, top-k/top-p, repetition penalty), its stop strings
+ * A row is its input ids, its prefix state (an adapter's keys/values — a soft prompt's, computed and
+ * cached, or a prefix's — see kv-cache.ts; or none), its sampler (own seeded Rng, temperature, top-k/top-p, repetition penalty), its stop strings
  * and token limit, and its slot in the batch's KV cache. One `step()`:
  *  1. waits for the prefix states of the rows added since the last step;
  *  2. decodes one token for every running row, in one batched forward over the cache;
@@ -48,7 +48,7 @@ export interface DecodeOptions {
 export interface RowRequest extends DecodeOptions {
   /** At least one token to continue from. */
   inputIds: readonly number[];
-  /** The keys/values of the row's soft prompt, or the promise of them (awaited at the row's first step); omit for none. */
+  /** The keys/values before the row's tokens (a PromptCache entry), or the promise of them (awaited at the row's first step); omit for none. */
   prompt?: PromptState | PromiseLike<PromptState>;
 }
 
