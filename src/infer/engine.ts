@@ -209,7 +209,7 @@ export class GenerationEngine {
 
   private async advance(): Promise<RowToken[]> {
     // 1. The joining rows' prefix states, and their layout for the prefill.
-    const joining = await this.resolveJoining(this.joining.splice(0));
+    const joining = this.joining.length > 0 ? await this.resolveJoining(this.joining.splice(0)) : undefined;
     const running = this.running;
     const tokens: RowToken[] = [];
     try {
@@ -279,7 +279,6 @@ export class GenerationEngine {
 
   /** Wait for the rows' prompts and lay them out; on a failure, drop the failing rows, requeue the rest, and throw. */
   private async resolveJoining(rows: Row[]) {
-    if (rows.length === 0) return undefined;
     const settled = await Promise.allSettled(rows.map((r) => r.prompt));
     const failed = new Set<Row>();
     let error: unknown;
