@@ -24,6 +24,8 @@ export interface Batch<A extends ArrayLike<number> = Int32Array> {
   labels: A;
   batchSize: number;
   seqLen: number;
+  /** Each row's task (undefined for a row without one); present when any row of the batch has a task. */
+  tasks?: readonly (string | undefined)[];
 }
 
 /** Group examples into batches, each padded to its own longest row. The last batch may be smaller. */
@@ -59,5 +61,6 @@ function padBatch(rows: readonly TokenizedExample[], padTokenId: number, padSide
     labels.set(row.labels, offset);
     attentionMask.fill(1, offset, offset + row.inputIds.length);
   });
-  return { inputIds, attentionMask, labels, batchSize: rows.length, seqLen };
+  const batch: Batch = { inputIds, attentionMask, labels, batchSize: rows.length, seqLen };
+  return rows.some((r) => r.task !== undefined) ? { ...batch, tasks: rows.map((r) => r.task) } : batch;
 }

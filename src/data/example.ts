@@ -15,10 +15,17 @@ export interface ChatTurn {
   content: string;
 }
 
-export type Example =
+/** Every shape may name its task (multi-task training: each row uses its own task's prompt). */
+export type Example = (
   | { kind: "prompt"; prompt: string; completion: string; source?: SourceLine }
   | { kind: "chat"; messages: ChatTurn[]; source?: SourceLine }
-  | { kind: "text"; text: string; source?: SourceLine };
+  | { kind: "text"; text: string; source?: SourceLine }
+) & { task?: string };
+
+export interface ParseOptions {
+  /** Read each row's task from this field (absent: tasks are not read). */
+  taskField?: string;
+}
 
 export const EXPECTED_SHAPES = 'expected {"prompt","completion"} or {"messages":[{"role","content"},...]} or {"text"}';
 
@@ -63,10 +70,16 @@ const textSchema = z.looseObject({
  * The shape is chosen by its keys, first match wins: "messages", then "prompt"/"completion", then "text",
  * so datasets that carry extra columns (an id, a pre-rendered "text") still read as intended.
  */
-export function parseExample(record: unknown, source: SourceLine): Example {
+export function parseExample(record: unknown, source: SourceLine, options: ParseOptions = {}): Example {
   if (typeof record !== "object" || record === null || Array.isArray(record)) {
     fail("data", `got ${describeValue(record)}; ${EXPECTED_SHAPES}`, source);
   }
+  const example = parseShape(record, source);
+  if (options.taskField === undefined || !(options.taskField in record)) return example;
+  return { ...example, task: parseTask((record as Record<string, unknown>)[options.taskField], options.taskField, source) };
+}
+
+function parseShape(record: object, source: SourceLine): Example {
   if ("messages" in record) {
     const { messages } = check(chatSchema, record, source);
     return { kind: "chat", messages: messages.map(({ role, content }) => ({ role, content })), source };
@@ -80,6 +93,13 @@ export function parseExample(record: unknown, source: SourceLine): Example {
   }
   const keys = Object.keys(record).map((k) => JSON.stringify(k));
   fail("data", `found keys ${keys.length > 0 ? keys.join(", ") : "(none)"}; ${EXPECTED_SHAPES}`, source);
+}
+
+/** A task is named by a non-empty string (a number is read as its decimal name). */
+function parseTask(value: unknown, field: string, source: SourceLine): string {
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  if (typeof value === "string" && value.trim() !== "") return value;
+  return fail("data", `expected the row's task name (a non-empty string), got ${describeValue(value)}`, { ...source, field });
 }
 
 function check<T>(schema: z.ZodType<T>, record: object, source: SourceLine): T {

@@ -1,6 +1,7 @@
 /** Datasets in the formats people already have: JSONL and CSV, as prompt/completion, chat or plain text. */
 export { readExamples, parseJsonl, parseCsvExamples } from "./read.js";
-export { parseExample, EXPECTED_SHAPES, type Example, type ChatTurn, type Role, type SourceLine } from "./example.js";
+export { parseExample, EXPECTED_SHAPES, type Example, type ChatTurn, type ParseOptions, type Role, type SourceLine } from "./example.js";
+export { datasetTasks } from "./tasks.js";
 export { parseCsv, type CsvRecord } from "./csv.js";
 export {
   tokenizeExample,

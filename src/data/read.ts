@@ -2,15 +2,16 @@ import { promises as fsp } from "node:fs";
 import { extname } from "node:path";
 import { fail } from "../util/errors.js";
 import { parseCsv } from "./csv.js";
-import { parseExample, EXPECTED_SHAPES, type Example } from "./example.js";
+import { parseExample, EXPECTED_SHAPES, type Example, type ParseOptions } from "./example.js";
 
 const FORMATS: Record<string, "jsonl" | "csv"> = { ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv" };
 
 /**
  * Read a dataset: JSONL (one object per line) or CSV (a header row naming prompt,completion or text),
  * chosen by the file extension. Every malformed line fails with its file and 1-based line number.
+ * With `taskField`, each row's task is read from that field (CSV: that column) when it has one.
  */
-export async function readExamples(path: string): Promise<Example[]> {
+export async function readExamples(path: string, options: ParseOptions = {}): Promise<Example[]> {
   const format = FORMATS[extname(path).toLowerCase()];
   if (format === undefined) {
     fail("data", `unknown dataset format "${extname(path)}"; expected a .jsonl, .ndjson or .csv file`, { file: path });
@@ -21,12 +22,12 @@ export async function readExamples(path: string): Promise<Example[]> {
   } catch (err) {
     fail("data", `cannot read the dataset (${(err as Error).message})`, { file: path }, err);
   }
-  const examples = format === "jsonl" ? parseJsonl(text, path) : parseCsvExamples(text, path);
+  const examples = format === "jsonl" ? parseJsonl(text, path, options) : parseCsvExamples(text, path, options);
   if (examples.length === 0) fail("data", `the dataset has no examples; each line should be ${EXPECTED_SHAPES.replace(/^expected /, "")}`, { file: path });
   return examples;
 }
 
-export function parseJsonl(text: string, file: string): Example[] {
+export function parseJsonl(text: string, file: string, options: ParseOptions = {}): Example[] {
   const examples: Example[] = [];
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
   lines.forEach((raw, index) => {
@@ -38,16 +39,16 @@ export function parseJsonl(text: string, file: string): Example[] {
     } catch (err) {
       fail("data", `not valid JSON (${(err as Error).message}); ${EXPECTED_SHAPES}`, { file, line }, err);
     }
-    examples.push(parseExample(record, { file, line }));
+    examples.push(parseExample(record, { file, line }, options));
   });
   return examples;
 }
 
-export function parseCsvExamples(text: string, file: string): Example[] {
+export function parseCsvExamples(text: string, file: string, options: ParseOptions = {}): Example[] {
   const [header, ...rows] = parseCsv(text, file);
   if (header === undefined) return [];
   const columns = header.fields.map((name) => name.trim());
-  const known = columns.filter((c) => c === "prompt" || c === "completion" || c === "text");
+  const known = columns.filter((c) => c === "prompt" || c === "completion" || c === "text" || c === options.taskField);
   if (!(columns.includes("prompt") && columns.includes("completion")) && !columns.includes("text")) {
     fail("data", `the header names columns ${columns.map((c) => JSON.stringify(c)).join(", ")}; expected "prompt" and "completion", or "text"`, {
       file,
@@ -60,6 +61,6 @@ export function parseCsvExamples(text: string, file: string): Example[] {
     }
     // Only the known columns take part, so the key-based shape choice sees what the header promised.
     const record = Object.fromEntries(known.map((name) => [name, fields[columns.indexOf(name)]]));
-    return parseExample(record, { file, line });
+    return parseExample(record, { file, line }, options);
   });
 }

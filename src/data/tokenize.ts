@@ -25,6 +25,8 @@ export interface TokenizedExample {
    * The model shifts internally (logits at t predict labels[t + 1]).
    */
   labels: number[];
+  /** The example's task, kept for multi-task training (each row uses its task's prompt). */
+  task?: string;
 }
 
 /**
@@ -49,6 +51,11 @@ export function tokenizeExample(
   if (!Number.isInteger(options.maxLength) || options.maxLength < 1) {
     fail("usage", `maxLength must be a positive integer, got ${options.maxLength}`, { field: "maxLength" });
   }
+  const tokenized = tokenizeShape(example, tokenizer, options);
+  return example.task === undefined ? tokenized : { ...tokenized, task: example.task };
+}
+
+function tokenizeShape(example: Example, tokenizer: DataTokenizer, options: TokenizeOptions): TokenizedExample & { truncated: boolean } {
   switch (example.kind) {
     case "prompt":
       return tokenizePrompt(example, tokenizer, options);

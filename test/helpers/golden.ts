@@ -18,7 +18,12 @@ export const goldenIndex = (arch: Arch) => JSON.parse(readFileSync(join(GOLDEN, 
 
 /** Every tensor of one golden case: float tensors as Float32Array, int64 as number[]. */
 export async function readCase(arch: Arch, name: string): Promise<Map<string, { data: Float32Array | number[]; shape: number[] }>> {
-  const file = await SafetensorsFile.open(join(GOLDEN, arch, "cases", `${name}.safetensors`));
+  return readTensors(join(GOLDEN, arch, "cases", `${name}.safetensors`));
+}
+
+/** Every tensor of a safetensors file (a golden or reference case): float tensors as Float32Array, int64 as number[]. */
+export async function readTensors(path: string): Promise<Map<string, { data: Float32Array | number[]; shape: number[] }>> {
+  const file = await SafetensorsFile.open(path);
   const out = new Map<string, { data: Float32Array | number[]; shape: number[] }>();
   try {
     for (const n of file.tensorNames()) {

@@ -4,11 +4,14 @@
  */
 import { z } from "zod";
 
-export const PROMPT_INITS = ["random", "vocab", "text", "labels"] as const;
+export const PROMPT_INITS = ["random", "vocab", "text", "labels", "adapter"] as const;
 export type PromptInit = (typeof PROMPT_INITS)[number];
 
-/** Our init names as PEFT spells them; label init is text init over the label words. */
-export const PEFT_INIT: Record<PromptInit, string> = { random: "RANDOM", vocab: "SAMPLE_VOCAB", text: "TEXT", labels: "TEXT" };
+/**
+ * Our init names as PEFT spells them; label init is text init over the label words. PEFT has no init
+ * from another adapter: "RANDOM" is what it would draw before loading the saved prompt over it.
+ */
+export const PEFT_INIT: Record<PromptInit, string> = { random: "RANDOM", vocab: "SAMPLE_VOCAB", text: "TEXT", labels: "TEXT", adapter: "RANDOM" };
 
 export const promptTuningConfigSchema = z.looseObject({
   peft_type: z.literal("PROMPT_TUNING"),
@@ -33,9 +36,16 @@ export const promptTuningOptionsSchema = z
     init: z.enum(PROMPT_INITS).default("vocab").describe("prompt initialisation"),
     initText: z.string().optional().meta({ description: "hard prompt whose embeddings start the soft prompt (implies --init text)", implies: { init: "text" } }),
     labels: z.array(z.string()).optional().meta({ description: "a class label word whose embedding comes first (implies --init labels)", implies: { init: "labels" } }),
+    // No `implies` here: methods without `init` (ptuning, mpt) share the flag; initFrom alone already means init "adapter".
+    initFrom: z.string().optional().describe('a trained adapter folder whose prompt starts this one (prompt transfer, Vu et al. 2022); the same as --init adapter'),
   })
   .superRefine((o, ctx) => {
     if (o.init === "text" && !o.initText) ctx.addIssue({ code: "custom", message: 'init "text" needs initText', path: ["initText"] });
     if (o.init === "labels" && !(o.labels && o.labels.length > 0)) ctx.addIssue({ code: "custom", message: 'init "labels" needs labels', path: ["labels"] });
+    if (o.init === "adapter" && !o.initFrom) ctx.addIssue({ code: "custom", message: 'init "adapter" needs initFrom, the adapter to start from', path: ["initFrom"] });
+    if (o.initFrom !== undefined && (o.init === "text" || o.init === "labels")) ctx.addIssue({ code: "custom", message: `initFrom starts the prompt from an adapter, init "${o.init}" from words: give one of them`, path: ["init"] });
   });
 export type PromptTuningOptions = z.infer<typeof promptTuningOptionsSchema>;
+
+/** The init in effect: initFrom alone means "adapter". */
+export const effectiveInit = (o: PromptTuningOptions): PromptInit => (o.initFrom !== undefined ? "adapter" : o.init);

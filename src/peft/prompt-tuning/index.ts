@@ -5,8 +5,9 @@
 import { fail } from "../../util/errors.js";
 import { registerMethod, type PeftMethod, type Param } from "../method.js";
 import { loadAdapter, saveAdapter } from "../adapter.js";
-import { PEFT_INIT, type PromptTuningConfig, type PromptTuningOptions, promptTuningConfigSchema, promptTuningOptionsSchema } from "./config.js";
+import { PEFT_INIT, effectiveInit, type PromptTuningConfig, type PromptTuningOptions, promptTuningConfigSchema, promptTuningOptionsSchema } from "./config.js";
 import { initPrompt } from "./init.js";
+import { promptFromAdapter } from "./init-from.js";
 import { promptAdaptation } from "./model.js";
 
 /** The name of the trainable table, and PEFT's name for it in adapter_model.safetensors. */
@@ -31,7 +32,7 @@ export const promptTuning: PeftMethod<PromptTuningOptions, PromptTuningConfig> =
       num_transformer_submodules: 1,
       num_virtual_tokens: options.numVirtualTokens,
       peft_type: "PROMPT_TUNING",
-      prompt_tuning_init: PEFT_INIT[options.init] as "RANDOM" | "TEXT" | "SAMPLE_VOCAB",
+      prompt_tuning_init: PEFT_INIT[effectiveInit(options)] as "RANDOM" | "TEXT" | "SAMPLE_VOCAB",
       prompt_tuning_init_text: initText,
       revision: null,
       task_type: "CAUSAL_LM",
@@ -41,19 +42,23 @@ export const promptTuning: PeftMethod<PromptTuningOptions, PromptTuningConfig> =
     };
   },
 
-  initParams(options, { lm, tokenizer, seed }) {
+  async initParams(options, ctx) {
+    const { lm, tokenizer, seed } = ctx;
+    const shape = [options.numVirtualTokens, lm.config.hiddenSize];
+    const init = effectiveInit(options);
+    if (init === "adapter") return new Map([[PROMPT, { shape, data: await promptFromAdapter(options.initFrom!, ctx, options.numVirtualTokens) }]]);
     const encode = (text: string) => tokenizer.encode(text, { addSpecialTokens: false });
     const special = [...tokenizer.eosTokenIds, ...(tokenizer.bosTokenId === undefined ? [] : [tokenizer.bosTokenId])];
     const data = initPrompt({
       numVirtual: options.numVirtualTokens,
-      init: options.init,
+      init,
       seed,
       embeddings: lm.weights.tensor(lm.embeddingName),
       textIds: options.initText === undefined ? undefined : encode(options.initText),
       labelIds: options.labels?.map(encode),
       excludeIds: special,
     });
-    return new Map([[PROMPT, { shape: [options.numVirtualTokens, lm.config.hiddenSize], data }]]);
+    return new Map([[PROMPT, { shape, data }]]);
   },
 
   adapt: (config, params) => promptAdaptation(params.get(PROMPT)!, config.num_virtual_tokens),

@@ -9,7 +9,8 @@ import type { PromptInit } from "./config.js";
 
 export interface InitOptions {
   numVirtual: number;
-  init: PromptInit;
+  /** Inits drawn from the model (an adapter's prompt is read by init-from.ts). */
+  init: Exclude<PromptInit, "adapter">;
   seed: number;
   /** The model's token embeddings [vocab, d]. */
   embeddings: WeightTensor;
