@@ -35,7 +35,8 @@ function batchOf(arch: Arch) {
 async function readTensors(path: string): Promise<Map<string, { data: Float32Array; shape: number[] }>> {
   const file = await SafetensorsFile.open(path);
   try {
-    return new Map(await Promise.all(file.tensorNames().map(async (n) => [n, { data: await file.readFloat32(n), shape: [...file.info(n).shape] }] as const)));
+    const entries = await Promise.all(file.tensorNames().map(async (n): Promise<[string, { data: Float32Array; shape: number[] }]> => [n, { data: await file.readFloat32(n), shape: [...file.info(n).shape] }]));
+    return new Map(entries);
   } finally {
     await file.close();
   }
