@@ -33,6 +33,10 @@ export { PromptCache } from "./infer/kv-cache.js";
 export { scoreCompletions, scoreChoices } from "./infer/score.js";
 export { evaluateTask } from "./eval/task.js";
 
+// Hand-off to vLLM (--enable-prompt-embeds): a soft prompt and an input as one torch.save'd tensor in a completions request
+export { exportEmbeds, promptEmbeds, vllmCompletionRequest, type ExportEmbedsOptions, type ExportEmbedsResult, type VllmCompletionRequest } from "./export/vllm.js";
+export { torchSave } from "./export/torch-save.js";
+
 // The engine
 export * as ops from "./graph/ops.js";
 export * as nn from "./graph/nn.js";

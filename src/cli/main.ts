@@ -18,6 +18,7 @@ import { methodOptions, typedMethodSettings } from "./method-flags.js";
 import { registeredMethods } from "../peft/index.js";
 import { DEFAULT_METHOD } from "../train/config.js";
 import { checkAnswersAmongChoices, warnUnknownTokens } from "./input-checks.js";
+import { addExportCommands } from "./export-commands.js";
 
 // package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js.
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -180,6 +181,8 @@ program
   .action(async (adapter: string, opts: { json?: boolean }) => {
     printView(await workflows.show(adapter), opts.json, showView);
   });
+
+addExportCommands(program);
 
 try {
   await program.parseAsync(process.argv);
