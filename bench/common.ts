@@ -88,12 +88,11 @@ export async function measureMatmulPeak(): Promise<number> {
  */
 export function forwardFlops(c: ModelConfig, batch: number, seq: number, headRows: number): number {
   const tokens = batch * seq;
-  const d = c.hiddenSize;
-  const kvDim = c.numKvHeads * c.headDim;
-  const attnProj = 2 * tokens * d * (d + 2 * kvDim + d); // q, k, v, o
-  const mlp = 2 * tokens * d * c.intermediateSize * (c.modelType === "gpt2" ? 2 : 3); // gpt2: fc, proj; llama: gate, up, down
+  // Every projection of a block is one of its matrices, read from the family's tensor spec (layer 0's).
+  const layer0 = tensorSpec(c).filter((t) => /(^|\.)0\./.test(t.name) && t.shape.length === 2);
+  const projections = 2 * tokens * layer0.reduce((sum, t) => sum + t.shape[0] * t.shape[1], 0);
   const attn = 2 * 2 * batch * c.numHeads * seq * seq * c.headDim; // q·kᵀ and p·v
-  return c.numLayers * (attnProj + mlp + attn) + 2 * headRows * d * c.vocabSize;
+  return c.numLayers * (projections + attn) + 2 * headRows * c.hiddenSize * c.vocabSize;
 }
 
 /**

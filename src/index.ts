@@ -7,6 +7,7 @@ export type { AdapterSummary, TrainOptions, TrainSummary, GenerateOptions as Gen
 
 // Models and tokenizers
 export { loadModel, buildModel, type Model, type CausalLM, type ModelConfig } from "./models/index.js";
+export { registerArchitecture, registeredModelTypes, type Architecture } from "./models/registry.js";
 export { resolveModelDir } from "./formats/hub.js";
 export { loadTokenizer, type Tokenizer } from "./tokenizer/index.js";
 
@@ -30,6 +31,7 @@ export { AdamW, Adafactor } from "./train/optim.js";
 // Inference
 export { generate, type GenerateRequest, type Generation, type SoftPrompt, type PrefixPrompt, type AdapterPrompt } from "./infer/generate.js";
 export { PromptCache } from "./infer/kv-cache.js";
+export { GenerationEngine, type RowRequest, type RowToken } from "./infer/engine.js";
 export { scoreCompletions, scoreChoices } from "./infer/score.js";
 export { evaluateTask } from "./eval/task.js";
 
