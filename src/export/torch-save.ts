@@ -8,6 +8,7 @@
  * Reference: torch/serialization.py (`_save`, `_load`), torch/_utils.py (`_rebuild_tensor_v2`).
  */
 import { fail } from "../util/errors.js";
+import { float32ToBfloat16 } from "../formats/safetensors.js";
 import { storedZip } from "./stored-zip.js";
 
 export type TorchDtype = "float32" | "bfloat16";
@@ -29,18 +30,6 @@ export function torchSave(data: Float32Array, dims: readonly number[], dtype: To
     { name: `${archive}/data/0`, data: dtype === "float32" ? littleEndianFloat32(data) : bfloat16Bytes(data) },
     { name: `${archive}/version`, data: ascii("3\n") },
   ]);
-}
-
-/** float32 → bfloat16 bits, rounding to nearest even; NaN stays a (quiet) NaN. */
-export function toBfloat16(x: Float32Array): Uint16Array {
-  const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
-  const out = new Uint16Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const b = bits[i];
-    if ((b & 0x7fffffff) > 0x7f800000) out[i] = (b >>> 16) | 0x40;
-    else out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-  }
-  return out;
 }
 
 // --- the pickle: _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks)
@@ -131,7 +120,7 @@ function littleEndianFloat32(x: Float32Array): Uint8Array {
 }
 
 function bfloat16Bytes(x: Float32Array): Uint8Array {
-  const halves = toBfloat16(x);
+  const halves = float32ToBfloat16(x);
   const out = new Uint8Array(halves.length * 2);
   const view = new DataView(out.buffer);
   for (let i = 0; i < halves.length; i++) view.setUint16(i * 2, halves[i], true);
