@@ -92,17 +92,26 @@ function checkPrefix(lm: CausalLM, prefix: PrefixPrompt, field: string): number 
   return n;
 }
 
-/** Prompt states of one model, keyed by prompt id, least recently used evicted first. */
+/** Prompt states of one model, keyed by prompt id, least recently used evicted first (beyond `maxEntries`, or `maxBytes` of keys/values). */
 export class PromptCache {
-  private readonly entries = new Map<string, { embeddings: Float32Array; state: Promise<PromptState> }>();
+  private readonly entries = new Map<string, { embeddings: Float32Array; state: Promise<PromptState>; bytes: number }>();
 
   constructor(
     readonly lm: CausalLM,
     readonly maxEntries = 64,
+    /** A server's memory bound; a single state larger than it is still kept (the rows using it need it anyway). */
+    readonly maxBytes = Infinity,
   ) {}
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Bytes held by the computed states. */
+  get bytes(): number {
+    let total = 0;
+    for (const e of this.entries.values()) total += e.bytes;
+    return total;
   }
 
   /** The prompt's keys/values, computed on first use (or when its embeddings changed); a prefix is its own. */
@@ -119,17 +128,31 @@ export class PromptCache {
     }
     const n = checkSoftPrompt(this.lm, prompt);
     const state = computePromptState(this.lm, prompt.embeddings, n);
-    const entry = { embeddings: prompt.embeddings.slice(), state };
+    const entry = { embeddings: prompt.embeddings.slice(), state, bytes: prompt.embeddings.byteLength };
     this.entries.set(prompt.id, entry);
-    state.catch(() => {
-      if (this.entries.get(prompt.id) === entry) this.entries.delete(prompt.id);
-    });
-    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    state.then(
+      (s) => {
+        entry.bytes += s.layers.reduce((sum, l) => sum + l.key.byteLength + l.value.byteLength, s.lastLogits?.byteLength ?? 0);
+        this.evict(entry);
+      },
+      () => {
+        if (this.entries.get(prompt.id) === entry) this.entries.delete(prompt.id);
+      },
+    );
+    this.evict(entry);
     return state;
   }
 
   clear(): void {
     this.entries.clear();
+  }
+
+  /** Drop least recently used entries (never `keep`) until both bounds hold. */
+  private evict(keep: { bytes: number }): void {
+    for (const [id, e] of this.entries) {
+      if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
+      if (e !== keep) this.entries.delete(id);
+    }
   }
 }
 

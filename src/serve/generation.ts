@@ -1,0 +1,263 @@
+/**
+ * `POST /v1/completions` and `POST /v1/chat/completions`: a body becomes rows (each prompt × n), the
+ * rows go to the scheduler, and the answer comes back whole or streamed as server-sent events in
+ * OpenAI's chunk format (`data: {...}` … `data: [DONE]`). A row is exactly what `generate()` would be
+ * given for the same request: the text encoded as `generate` encodes it (chat: the template rendered
+ * with the generation prompt, encoded without extra special tokens, as training does), the adapter's
+ * prompt, and the sampling options; choice i of n draws with seed + i.
+ */
+import { randomInt, randomUUID } from "node:crypto";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { DecodeOptions, Generation } from "../infer/engine.js";
+import { checkIds } from "../infer/layout.js";
+import type { PromptState } from "../infer/kv-cache.js";
+import { fail } from "../util/errors.js";
+import type { ServeContext } from "./context.js";
+import { ServeError, serveFail, toHttpError } from "./errors.js";
+import { resolveModel, type ResolvedModel } from "./models.js";
+import { type ChatBody, type CompletionBody, chatSchema, completionSchema, parseBody } from "./openai-params.js";
+import { TextStream } from "./text-stream.js";
+import type { Ticket } from "./scheduler.js";
+
+type Kind = "completion" | "chat";
+
+/** For the request counter (app.ts counts every answered request): the adapter a request used, and a stream's error status (its HTTP status was 200). */
+export const requestNotes = new WeakMap<FastifyRequest, { adapter: string; status?: number }>();
+
+/** A request, checked and tokenized: what its rows need. */
+interface Job {
+  kind: Kind;
+  model: string;
+  resolved: ResolvedModel;
+  /** One per prompt (chat: one). */
+  inputs: number[][];
+  n: number;
+  decode: DecodeOptions;
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+/** Library fields named as the request names them (OpenAI's `param`). */
+export function paramOf(kind: Kind) {
+  return (field: string): string => {
+    if (field.endsWith("maxNewTokens")) return "max_tokens";
+    if (field.endsWith("inputIds") || field === "chat_template") return kind === "chat" ? "messages" : "prompt";
+    return field;
+  };
+}
+
+export async function handleGeneration(ctx: ServeContext, kind: Kind, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const arrived = performance.now();
+  const job = prepare(ctx, kind, request.body);
+  const { scheduler, metrics } = ctx;
+  const label = job.resolved.label;
+  requestNotes.set(request, { adapter: label });
+  scheduler.reserve(job.inputs.length * job.n);
+  metrics.promptTokens.inc({ adapter: label }, job.inputs.reduce((s, ids) => s + ids.length, 0));
+  const prompt = job.resolved.adapter === undefined ? undefined : ctx.promptCache.get(job.resolved.adapter.loaded.prompt);
+  const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID().replaceAll("-", "")}`;
+  const created = Math.floor(Date.now() / 1000);
+  const out = job.stream ? sseWriter(reply, job, id, created) : undefined;
+
+  let firstToken = true;
+  const run = runRows(ctx, job, prompt, {
+    onToken: () => {
+      if (firstToken) metrics.timeToFirstToken.observe({ adapter: label }, (performance.now() - arrived) / 1000);
+      firstToken = false;
+    },
+    onDelta: (index, text) => out?.delta(index, text),
+    onRowDone: (index, g) => out?.finish(index, g),
+  });
+  // A client that goes away cancels its rows; the others keep their places in the batch.
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) run.cancel();
+  });
+
+  try {
+    const generations = await run.done;
+    metrics.latency.observe({ adapter: label }, (performance.now() - arrived) / 1000);
+    const completionTokens = generations.reduce((s, g) => s + g.ids.length, 0);
+    metrics.completionTokens.inc({ adapter: label }, completionTokens);
+    const promptTokens = job.inputs.reduce((s, ids) => s + ids.length, 0);
+    const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+    if (out !== undefined) return out.end(usage);
+    await reply.send(kind === "chat" ? chatResponse(id, created, job.model, generations, usage) : completionResponse(id, created, job.model, generations, usage));
+  } catch (err) {
+    if (out === undefined) throw err; // the error handler answers it
+    const http = toHttpError(err, paramOf(kind));
+    requestNotes.set(request, { adapter: label, status: http.status });
+    out.error(http.body);
+  }
+}
+
+/** Check the body against the limits and the model, and tokenize it. */
+function prepare(ctx: ServeContext, kind: Kind, raw: unknown): Job {
+  const { model, limits } = ctx;
+  const body = kind === "chat" ? parseBody<ChatBody>(chatSchema, raw) : parseBody<CompletionBody>(completionSchema, raw);
+  const resolved = resolveModel(body.model, ctx.baseId, ctx.registry);
+  const tokenizer = model.tokenizer;
+  let inputs: number[][];
+  if ("messages" in body) {
+    const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("") }));
+    const text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+    inputs = [tokenizer.encode(text, { addSpecialTokens: false })];
+  } else {
+    const p = body.prompt;
+    const texts: (string | number[])[] = typeof p === "string" ? [p] : typeof p[0] === "number" ? [p as number[]] : (p as string[] | number[][]);
+    inputs = texts.map((t) => (typeof t === "string" ? tokenizer.encode(t) : [...t]));
+  }
+  const param = kind === "chat" ? "messages" : "prompt";
+  inputs.forEach((ids, i) => {
+    const field = inputs.length > 1 ? `${param}[${i}]` : param;
+    if (ids.length === 0) fail("usage", `the ${param} is empty: give at least one token to continue from`, { field });
+    checkIds(model.lm, ids, field);
+  });
+
+  const n = body.n ?? 1;
+  if (n > limits.maxN) fail("usage", `n is ${n}, over this server's limit of ${limits.maxN}`, { field: "n" });
+  const maxParam = kind === "chat" && body.max_tokens == null && "max_completion_tokens" in body && body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
+  const asked = body.max_tokens ?? ("max_completion_tokens" in body ? body.max_completion_tokens : undefined) ?? undefined;
+  if (asked != null && asked > limits.maxTokens) fail("usage", `${maxParam} is ${asked}, over this server's limit of ${limits.maxTokens}`, { field: maxParam });
+  const numVirtual = resolved.adapter?.loaded.numVirtual ?? 0;
+  const longest = Math.max(...inputs.map((ids) => ids.length));
+  const room = limits.contextLength - numVirtual - longest;
+  const used = `${numVirtual > 0 ? `${numVirtual} virtual tokens + ` : ""}${longest} in the ${param}`;
+  if (room < 1) {
+    serveFail("context_length_exceeded", `the model's context is ${limits.contextLength} tokens, and ${used} leave no room for a completion`, param);
+  }
+  // OpenAI's defaults: 16 tokens for completions; for chat, as many as the context allows.
+  const maxNewTokens = asked ?? Math.min(kind === "chat" ? limits.maxTokens : 16, room);
+  if (maxNewTokens > room) {
+    serveFail("context_length_exceeded", `the model's context is ${limits.contextLength} tokens, but ${used} + ${maxNewTokens} to generate (${maxParam}) would need ${limits.contextLength - room + maxNewTokens}`, maxParam);
+  }
+  const stop = body.stop == null ? undefined : typeof body.stop === "string" ? [body.stop] : body.stop;
+  const decode: DecodeOptions = {
+    maxNewTokens,
+    temperature: body.temperature ?? 1, // OpenAI's default: sampling
+    ...(body.top_p != null ? { topP: body.top_p } : {}),
+    ...(body.top_k !== undefined && body.top_k > 0 ? { topK: body.top_k } : {}),
+    ...(body.repetition_penalty !== undefined ? { repetitionPenalty: body.repetition_penalty } : {}),
+    ...(stop !== undefined ? { stop } : {}),
+    // No seed: a fresh one, as OpenAI samples differently each time.
+    seed: body.seed ?? randomInt(2 ** 47),
+  };
+  return { kind, model: body.model, resolved, inputs, n, decode, stream: body.stream ?? false, includeUsage: body.stream_options?.include_usage ?? false };
+}
+
+interface RowHooks {
+  onToken(): void;
+  onDelta(index: number, text: string): void;
+  onRowDone(index: number, generation: Generation): void;
+}
+
+/** Submit every row of a job; `done` gives their generations in choice order, or the first error (the other rows cancelled). */
+function runRows(ctx: ServeContext, job: Job, prompt: Promise<PromptState> | undefined, hooks: RowHooks): { done: Promise<Generation[]>; cancel(): void } {
+  const tickets: Ticket[] = [];
+  const results: Generation[] = [];
+  let left = job.inputs.length * job.n;
+  let cancelAll = () => {};
+  const done = new Promise<Generation[]>((resolve, reject) => {
+    let settled = false;
+    const settle = (err?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err === undefined) return resolve(results);
+      for (const t of tickets) t.cancel();
+      reject(err);
+    };
+    cancelAll = () => settle(new ServeError("request_timeout", "the request was cancelled"));
+    const timer = setTimeout(
+      () => settle(new ServeError("request_timeout", `the request took longer than this server's limit of ${ctx.limits.requestTimeoutMs} ms; ask for fewer tokens`)),
+      ctx.limits.requestTimeoutMs,
+    );
+    job.inputs.forEach((inputIds, p) => {
+      for (let i = 0; i < job.n; i++) {
+        const index = p * job.n + i;
+        const text = new TextStream(ctx.model.tokenizer, job.decode.stop);
+        const row = { ...job.decode, seed: job.decode.seed! + i, inputIds, prompt };
+        tickets.push(
+          ctx.scheduler.submit(row, {
+            onToken: (token, last) => {
+              hooks.onToken();
+              if (job.stream && !last) {
+                const delta = text.push(token);
+                if (delta !== "") hooks.onDelta(index, delta);
+              }
+            },
+            onDone: (g) => {
+              if (job.stream) {
+                const rest = text.finish(g);
+                if (rest !== "") hooks.onDelta(index, rest);
+              }
+              results[index] = g;
+              hooks.onRowDone(index, g);
+              if (--left === 0) settle();
+            },
+            onError: (err) => settle(err),
+          }),
+        );
+      }
+    });
+  });
+  return { done, cancel: () => cancelAll() };
+}
+
+const finishReason = (g: Generation) => (g.finishReason === "length" ? "length" : "stop");
+
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+function completionResponse(id: string, created: number, model: string, gens: Generation[], usage: Usage) {
+  return {
+    id,
+    object: "text_completion",
+    created,
+    model,
+    choices: gens.map((g, index) => ({ index, text: g.text ?? "", logprobs: null, finish_reason: finishReason(g) })),
+    usage,
+  };
+}
+
+function chatResponse(id: string, created: number, model: string, gens: Generation[], usage: Usage) {
+  return {
+    id,
+    object: "chat.completion",
+    created,
+    model,
+    choices: gens.map((g, index) => ({ index, message: { role: "assistant", content: g.text ?? "" }, logprobs: null, finish_reason: finishReason(g) })),
+    usage,
+  };
+}
+
+/** Server-sent events in OpenAI's chunk format, written straight to the socket. */
+function sseWriter(reply: FastifyReply, job: Job, id: string, created: number) {
+  reply.hijack();
+  reply.raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" });
+  const send = (data: unknown) => {
+    if (!reply.raw.writableEnded && !reply.raw.destroyed) reply.raw.write(`data: ${JSON.stringify(data)}\n\n`);
+  };
+  const chunk = (choices: unknown[]) =>
+    send({ id, object: job.kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: job.model, choices });
+  const choice = (index: number, text: string | undefined, finish: string | null, role?: string) =>
+    job.kind === "chat"
+      ? { index, delta: { ...(role !== undefined ? { role } : {}), ...(text !== undefined ? { content: text } : {}) }, logprobs: null, finish_reason: finish }
+      : { index, text: text ?? "", logprobs: null, finish_reason: finish };
+  // Chat streams open each choice with the assistant's role, as OpenAI does.
+  if (job.kind === "chat") chunk(Array.from({ length: job.n }, (_, index) => choice(index, "", null, "assistant")));
+  return {
+    delta: (index: number, text: string) => chunk([choice(index, text, null)]),
+    finish: (index: number, g: Generation) => chunk([choice(index, job.kind === "chat" ? undefined : "", finishReason(g))]),
+    end: (usage: Usage) => {
+      if (job.includeUsage) send({ id, object: job.kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: job.model, choices: [], usage });
+      if (!reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
+    },
+    error: (body: unknown) => {
+      send(body);
+      if (!reply.raw.destroyed) reply.raw.end();
+    },
+  };
+}
