@@ -3,3 +3,4 @@ import "./prompt-tuning/index.js";
 import "./prefix-tuning/index.js";
 import "./cartridge/index.js";
 import "./p-tuning/index.js";
+import "./multitask/index.js";
