@@ -15,9 +15,10 @@ import { printError, printJson, printResult, printUsageError, printView } from "
 import { progressReporter } from "./progress.js";
 import { integer, list, number, setting, TRAIN_DEFAULTS, withFlagNames } from "./options.js";
 import { methodOptions, typedMethodSettings } from "./method-flags.js";
-import { registeredMethods } from "../peft/index.js";
+import { methodByName, registeredMethods } from "../peft/index.js";
 import { DEFAULT_METHOD } from "../train/config.js";
 import { checkAnswersAmongChoices, warnUnknownTokens } from "./input-checks.js";
+import { addServeCommands } from "./serve-commands.js";
 import { addExportCommands } from "./export-commands.js";
 
 // package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js.
@@ -78,7 +79,9 @@ const trainCommand = program
 for (const option of methodOptions()) trainCommand.addOption(option);
 trainCommand.action(async (opts: Record<string, unknown>) => {
   const { model, data, valid, output, resume, overwrite, json, method } = opts;
-  const methodSettings = typedMethodSettings(opts);
+  // An implication meant for another method (--init-text implies prompt tuning's --init text) is dropped where the chosen method lacks the option.
+  const chosen = methodByName(String(method ?? DEFAULT_METHOD), "--method");
+  const methodSettings = typedMethodSettings(opts, (attribute, key) => trainCommand.getOptionValueSource(attribute) !== "implied" || key in chosen.options.shape);
   const trainerSettings = Object.fromEntries(Object.keys(TRAIN_DEFAULTS).concat("steps").filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]));
   const initText = methodSettings.initText as string | undefined;
   const labels = (methodSettings.labels as string[] | undefined) ?? [];
@@ -183,6 +186,8 @@ program
   });
 
 addExportCommands(program);
+
+addServeCommands(program);
 
 try {
   await program.parseAsync(process.argv);

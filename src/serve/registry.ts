@@ -20,7 +20,7 @@ import { writeFileAtomic } from "../util/fs.js";
 import { parseWith, readJsonFile } from "../formats/json.js";
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, baseFingerprint } from "../peft/adapter.js";
 import { describeAdapter } from "../report/adapter-summary.js";
-import type { Model } from "../models/index.js";
+import { loadModel } from "../models/index.js";
 import { baseModelOf, loadSoftPrompt } from "../workflows.js";
 
 export const METADATA_FILE = "metadata.json";
@@ -90,8 +90,8 @@ export interface AddOptions {
   name: string;
   /** A PEFT adapter folder of any registered method (a training run's output works). */
   source: string;
-  /** The base model, loaded: the adapter is refused if it was made for another one. */
-  model?: { model: Model; name: string };
+  /** The base model (a folder or hub id): the adapter is refused if it was made for another one. */
+  model?: string;
   /** Eval metrics to keep with it (e.g. `softprompt eval --json`'s result). */
   metrics?: Record<string, unknown>;
   /** Called once the version is completely staged, just before it is published (a crash here must change nothing). */
@@ -114,8 +114,10 @@ export async function addAdapter(options: AddOptions): Promise<AddResult> {
   let warnings: string[] = [];
   let fingerprint = summary.baseFingerprint;
   if (options.model !== undefined) {
-    warnings = (await loadSoftPrompt(source, options.model.model, options.model.name)).warnings;
-    fingerprint ??= baseFingerprint(baseModelOf(options.model.model, options.model.name).embeddings);
+    const model = await loadModel(options.model);
+    warnings = (await loadSoftPrompt(source, model, options.model)).warnings;
+    // Checked as far as it can be: record the model it was checked against.
+    fingerprint ??= baseFingerprint(baseModelOf(model, options.model).embeddings);
   }
   await fsp.mkdir(root, { recursive: true });
   await sweepLeftovers(root);
