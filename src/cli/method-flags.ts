@@ -67,12 +67,12 @@ export function methodOptions(): Option[] {
   });
 }
 
-/** The method settings the user typed, by schema key (commander names `--label` `label`). */
-export function typedMethodSettings(opts: Record<string, unknown>): Record<string, unknown> {
+/** The method settings the user typed, by schema key (commander names `--label` `label`); `keep` may drop some. */
+export function typedMethodSettings(opts: Record<string, unknown>, keep: (attribute: string, key: string) => boolean = () => true): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const { key } of methodOptionInfos()) {
     const attribute = flagOfSetting(key).slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    if (opts[attribute] !== undefined) out[key] = opts[attribute];
+    if (opts[attribute] !== undefined && keep(attribute, key)) out[key] = opts[attribute];
   }
   return out;
 }
