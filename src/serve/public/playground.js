@@ -40,7 +40,8 @@ async function loadModels() {
   const adapters = data.filter((m) => m !== base);
   $("#base-model").textContent = base.id;
   for (const pane of panes) {
-    const previous = pane.select.value;
+    // A choice made before a reload of the list (a key typed after a 401) is kept when still offered.
+    const previous = pane.select.options.length > 0 ? pane.select.value : undefined;
     pane.select.replaceChildren();
     if (pane.key === "b") pane.select.append(new Option("off", OFF));
     pane.select.append(new Option(`none (the base model)`, base.id));
