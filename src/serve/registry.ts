@@ -10,7 +10,7 @@
  * it. A crash leaves at most a hidden staging or trash folder, which readers skip and the next add
  * sweeps away.
  */
-import { promises as fsp } from "node:fs";
+import { existsSync, promises as fsp } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve, sep } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -182,9 +182,14 @@ export async function listRegistry(rootDir: string): Promise<RegistryListing> {
     if (!(await fsp.stat(nameDir)).isDirectory()) continue;
     for (const version of (await versionsOf(nameDir)).sort((a, b) => a - b)) {
       const dir = join(nameDir, String(version));
-      const files = [dir, ...[ADAPTER_CONFIG, ADAPTER_WEIGHTS, METADATA_FILE].map((f) => join(dir, f))];
-      let inside = true;
-      for (const f of files) inside &&= await insideRoot(realRoot, f, listing);
+      const files = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, METADATA_FILE];
+      const missing = files.filter((f) => !existsSync(join(dir, f)));
+      if (missing.length > 0) {
+        listing.problems.push({ path: dir, message: `incomplete: no ${missing.join(", ")}` });
+        continue;
+      }
+      let inside = await insideRoot(realRoot, dir, listing);
+      for (const f of files) inside &&= await insideRoot(realRoot, join(dir, f), listing);
       if (!inside) continue;
       try {
         const metadata = parseWith(metadataSchema, await readJsonFile(join(dir, METADATA_FILE), "file"), "file", { file: join(dir, METADATA_FILE), describe: true });
