@@ -79,3 +79,28 @@ describe("prefix methods learn reverse on the tiny example model", () => {
     expect(result.params.get("trainable_embedding")!.data).not.toEqual(init.get("trainable_embedding")!.data);
   });
 });
+
+describe("resuming a prefix run", () => {
+  it.each([
+    ["prefix with projection (the MLP lives only in the checkpoint)", { method: "prefix", numVirtualTokens: 4, prefixProjection: true, lr: 0.01 }],
+    ["cartridge (its frozen row stays out of the optimiser)", { method: "cartridge", numVirtualTokens: 4, numFrozenTokens: 1, initText: "reverse: 1 2 3 = 3 2 1" }],
+  ])("%s continues bit for bit", async (_, settings) => {
+    const model = await loadModel(MODEL);
+    const items = tokenizeExamples((await readExamples(data("reverse.train"))).slice(0, 32), model.tokenizer, { maxLength: 64 }).items;
+    // A constant learning rate, so a run of 2 steps is the first half of a run of 4 (a decay would depend on the total).
+    const run = async (outputDir: string, steps: number, resume = false) =>
+      trainAdapter({ lm: model.lm, tokenizer: model.tokenizer, baseModelName: MODEL, train: items, valid: [], config: parseTrainConfig({ ...settings, steps, saveEvery: 2, batchSize: 8, decay: "constant" }), outputDir, resume });
+    const [whole, part] = [mkdtempSync(join(tmpdir(), "softprompt-prefix-whole-")), mkdtempSync(join(tmpdir(), "softprompt-prefix-part-"))];
+    try {
+      const full = await run(whole, 4);
+      await run(part, 2);
+      const resumed = await run(part, 4, true);
+      expect(resumed.steps).toBe(4);
+      expect([...resumed.params.keys()].sort()).toEqual([...full.params.keys()].sort());
+      for (const [name, p] of full.params) expect(resumed.params.get(name)!.data, name).toEqual(p.data);
+    } finally {
+      rmSync(whole, { recursive: true, force: true });
+      rmSync(part, { recursive: true, force: true });
+    }
+  });
+});
