@@ -9,7 +9,7 @@ import { fail } from "./util/errors.js";
 import { type Model, loadModel } from "./models/index.js";
 import { modelInfo as readModelInfo, type ModelInfo } from "./models/info.js";
 import { resolveModelDir } from "./formats/hub.js";
-import { readExamples, splitTrainValid, tokenizeExamples } from "./data/index.js";
+import { datasetTasks, readExamples, splitTrainValid, tokenizeExamples } from "./data/index.js";
 import { type Adapter, type BaseModel, checkAdapterFits, loadAdapter, paramsDigest } from "./peft/adapter.js";
 import type { PromptTuningOptions } from "./peft/prompt-tuning/config.js";
 import { inspectPrompt, promptSimilarity, type PromptSimilarity, type VectorReport } from "./peft/inspect.js";
@@ -35,15 +35,15 @@ export interface LoadedAdapter {
   warnings: string[];
 }
 
-/** A PEFT adapter folder of any registered method, checked against the model, ready to generate or evaluate with. */
-export async function loadSoftPrompt(adapterDir: string, model: Model, modelName: string): Promise<LoadedAdapter> {
+/** A PEFT adapter folder of any registered method, checked against the model, ready to generate or evaluate with; `task` picks a multi-task adapter's prompt. */
+export async function loadSoftPrompt(adapterDir: string, model: Model, modelName: string, task?: string): Promise<LoadedAdapter> {
   const adapter = await loadAdapter(adapterDir);
   // Prefix methods record the key/value width and heads where others record the hidden size and heads.
   const recorded = adapter.method.recordedDims?.(model.lm);
   const base = baseModelOf(model, modelName);
   const warnings = checkAdapterFits(adapter, recorded === undefined ? base : { ...base, hiddenSize: recorded.tokenDim, numHeads: recorded.numHeads }, adapterDir);
-  const form = adapter.method.inferenceForm(adapter.config, adapter.params);
-  const id = `${basename(adapterDir)}:${paramsDigest(adapter.params).slice(0, 16)}`;
+  const form = adapter.method.inferenceForm(adapter.config, adapter.params, task);
+  const id = `${basename(adapterDir)}${task === undefined ? "" : `[${task}]`}:${paramsDigest(adapter.params).slice(0, 16)}`;
   switch (form.kind) {
     case "embeddings":
       return { adapter, prompt: { id, embeddings: form.embeddings }, numVirtual: form.embeddings.length / model.config.hiddenSize, warnings };
@@ -89,8 +89,11 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, ...settings } = options;
   const config = parseTrainConfig(settings);
   const model = await loadModel(modelName);
-  const examples = await readExamples(data);
-  const split = valid !== undefined ? { train: examples, valid: await readExamples(valid) } : splitTrainValid(examples, { validFraction: config.validFraction, seed: config.seed });
+  // Methods that train per-row tasks (mpt) name the field holding each row's task; their tasks default to the data's.
+  const taskField = config.methodOptions.taskField as string | undefined;
+  const examples = await readExamples(data, { taskField });
+  const split = valid !== undefined ? { train: examples, valid: await readExamples(valid, { taskField }) } : splitTrainValid(examples, { validFraction: config.validFraction, seed: config.seed });
+  if (taskField !== undefined) config.methodOptions.tasks = datasetTasks([...split.train, ...split.valid], taskField, config.methodOptions.tasks as string[] | undefined);
   const tokenize = (xs: typeof examples) => tokenizeExamples(xs, model.tokenizer, { maxLength: config.maxLength });
   const trainSet = tokenize(split.train);
   const validSet = tokenize(split.valid);
@@ -129,6 +132,8 @@ export interface GenerateOptions {
   repetitionPenalty?: number;
   stop?: string[];
   seed?: number;
+  /** For a multi-task adapter: the task whose prompt to use. */
+  task?: string;
   /** Warnings (e.g. an adapter whose base model could not be verified); default: Node's warning channel. */
   onWarning?: (message: string) => void;
 }
@@ -136,7 +141,7 @@ export interface GenerateOptions {
 export async function generateText(options: GenerateOptions): Promise<Generation[]> {
   if (options.inputs.length === 0) fail("usage", "give at least one input text");
   const model = await loadModel(options.model);
-  const soft = options.adapter === undefined ? undefined : await loadSoftPrompt(options.adapter, model, options.model);
+  const soft = options.adapter === undefined ? undefined : await loadSoftPrompt(options.adapter, model, options.model, options.task);
   soft?.warnings.forEach(warn(options.onWarning));
   return generate(
     model.lm,
@@ -164,6 +169,8 @@ export interface EvalOptions {
   choices?: string[];
   maxLength?: number;
   batchSize?: number;
+  /** For a multi-task adapter: the task of every example, whose prompt is used. */
+  task?: string;
   /** Warnings (e.g. an adapter whose base model could not be verified); default: Node's warning channel. */
   onWarning?: (message: string) => void;
 }
@@ -177,12 +184,13 @@ export interface EvalReport extends TaskEvalResult {
 
 export async function evaluate(options: EvalOptions): Promise<EvalReport> {
   const model = await loadModel(options.model);
-  const examples = await readExamples(options.data);
+  const { task } = options;
+  const examples = (await readExamples(options.data)).map((ex) => (task === undefined ? ex : { ...ex, task }));
   const run = (p: Prompting) => evaluateTask(model.lm, model.tokenizer, examples, p, options);
   const baselines: EvalReport["baselines"] = {};
   if (options.compareText !== undefined) baselines.text = await run({ kind: "text", text: options.compareText });
   if (options.adapter === undefined) return { ...(await run({ kind: "none" })), prompting: "none", baselines };
-  const { adapter, prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model);
+  const { adapter, prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model, task);
   warnings.forEach(warn(options.onWarning));
   baselines.none = await run({ kind: "none" });
   return { ...(await run({ kind: "soft", adapter, prompt })), prompting: "soft", baselines };
