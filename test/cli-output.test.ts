@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatTable } from "../src/report/table.js";
-import { lossCurveSvg, niceTicks, readLossLog } from "../src/report/loss-curve.js";
+import { lossCurveSvg, readLossLog } from "../src/report/loss-curve.js";
+import { niceTicks } from "../src/report/plot.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(ROOT, "bin/softprompt.js");
