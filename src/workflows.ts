@@ -17,6 +17,9 @@ import { parseTrainConfig, type TrainerSettings } from "./train/config.js";
 import { trainAdapter, type TrainEvent, type TrainResult } from "./train/trainer.js";
 import { generate, type AdapterPrompt, type Generation } from "./infer/generate.js";
 import { writeLossCurve } from "./report/loss-curve.js";
+import { canonicalModules } from "./peft/lora/index.js";
+import { mergeLora } from "./peft/lora/merge.js";
+import { isLoraPrompt } from "./infer/lora.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
 
 export async function info(model: string): Promise<ModelInfo> {
@@ -26,8 +29,8 @@ export async function info(model: string): Promise<ModelInfo> {
 export interface LoadedAdapter {
   adapter: Adapter;
   /**
-   * What inference uses of it: a soft prompt's embeddings, or a prefix's keys/values (prefix tuning,
-   * Cartridges). Its id carries the adapter's version (a digest of its tensors), so caches never serve a stale one.
+   * What inference uses of it: a soft prompt's embeddings, a prefix's keys/values (prefix tuning,
+   * Cartridges), or a LoRA adapter's factors (served unmerged; `mergeLora` folds them in). Its id carries the adapter's version (a digest of its tensors), so caches never serve a stale one.
    */
   prompt: AdapterPrompt;
   numVirtual: number;
@@ -49,6 +52,8 @@ export async function loadSoftPrompt(adapterDir: string, model: Model, modelName
       return { adapter, prompt: { id, embeddings: form.embeddings }, numVirtual: form.embeddings.length / model.config.hiddenSize, warnings };
     case "past":
       return { adapter, prompt: { id, numVirtual: form.numVirtual, layers: form.layers }, numVirtual: form.numVirtual, warnings };
+    case "lora":
+      return { adapter, prompt: { id, modules: canonicalModules(model.lm, form.modules) }, numVirtual: 0, warnings };
   }
 }
 
@@ -143,12 +148,14 @@ export async function generateText(options: GenerateOptions): Promise<Generation
   const model = await loadModel(options.model);
   const soft = options.adapter === undefined ? undefined : await loadSoftPrompt(options.adapter, model, options.model, options.task);
   soft?.warnings.forEach(warn(options.onWarning));
+  // One adapter for every row: a LoRA one runs merged into the weights, with no extra work per token.
+  const merged = soft !== undefined && isLoraPrompt(soft.prompt) ? mergeLora(model.lm, soft.prompt.modules) : undefined;
   return generate(
-    model.lm,
+    merged ?? model.lm,
     model.tokenizer,
     options.inputs.map((text) => ({
       text,
-      prompt: soft?.prompt,
+      prompt: merged === undefined ? soft?.prompt : undefined,
       maxNewTokens: options.maxNewTokens ?? 32,
       temperature: options.temperature,
       topK: options.topK,
@@ -212,10 +219,11 @@ export async function inspect(options: { model: string; adapter: string; compare
   return { vectors, similarity: promptSimilarity(embeddingsOf(prompt, options.adapter, "adapter"), embeddingsOf(other.prompt, options.compare, "compare"), model.config.hiddenSize) };
 }
 
-/** Inspection compares vectors with token embeddings: a prefix's keys/values have none to compare. */
+/** Inspection compares vectors with token embeddings: a prefix's keys/values or a LoRA adapter's weight updates have none to compare. */
 function embeddingsOf(prompt: AdapterPrompt, dir: string, flag: string): Float32Array {
   if ("embeddings" in prompt) return prompt.embeddings;
-  return fail("usage", `${dir} is a prefix adapter (keys/values per layer), not virtual-token embeddings: inspect takes prompt-tuning adapters`, { field: `--${flag}` });
+  const what = isLoraPrompt(prompt) ? "a LoRA adapter (low-rank weight updates)" : "a prefix adapter (keys/values per layer)";
+  return fail("usage", `${dir} is ${what}, not virtual-token embeddings: inspect takes prompt-tuning adapters`, { field: `--${flag}` });
 }
 
 /** What an adapter folder holds and how it was trained (`softprompt show`). */

@@ -3,7 +3,8 @@
  * a server with continuous batching stands on; `generate` is a loop over it: add all, step until done).
  *
  * A row is its input ids, its prefix state (an adapter's keys/values — a soft prompt's, computed and
- * cached, or a prefix's — see kv-cache.ts; or none), its sampler (own seeded Rng, temperature, top-k/top-p, repetition penalty), its stop strings
+ * cached, or a prefix's — see kv-cache.ts; or a LoRA adapter, applied in the row's every forward — see
+ * lora.ts; or none), its sampler (own seeded Rng, temperature, top-k/top-p, repetition penalty), its stop strings
  * and token limit, and its slot in the batch's KV cache. One `step()`:
  *  1. waits for the prefix states of the rows added since the last step;
  *  2. decodes one token for every running row, in one batched forward over the cache;
@@ -14,7 +15,9 @@
  * stays the same, the presents of one step are the past of the next, as ORT returns them (no host
  * work); when it changes, each remaining row's visible columns are copied, right-aligned, into a new
  * batch. Attention sees only the key mask and the positions, and positions are each row's own
- * (layout.ts "row"), so a row's tokens do not depend on which rows share its steps. In "peft" mode,
+ * (layout.ts "row"), so a row's tokens do not depend on which rows share its steps. When some rows of a
+ * step have a LoRA adapter, the step runs the program variant for their target modules, each row
+ * gathering its own adapter's factors (rows without one gather zeros). In "peft" mode,
  * rows that join at the same step are laid out together, as PEFT lays out one batch.
  */
 import { fail } from "../util/errors.js";
@@ -28,6 +31,7 @@ import { StopMatcher } from "./stop.js";
 import { type PromptState, batchPast } from "./kv-cache.js";
 import { type BatchLayout, type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
 import { pastName, presentName, stepProgram } from "./step.js";
+import { LoraBatcher, checkLoraPrompt } from "./lora.js";
 
 /** How a row continues: its token limit, sampler and stop strings. */
 export interface DecodeOptions {
@@ -48,7 +52,7 @@ export interface DecodeOptions {
 export interface RowRequest extends DecodeOptions {
   /** At least one token to continue from. */
   inputIds: readonly number[];
-  /** The keys/values before the row's tokens (a PromptCache entry), or the promise of them (awaited at the row's first step); omit for none. */
+  /** The keys/values before the row's tokens, or its LoRA adapter (a PromptCache entry), or the promise of them (awaited at the row's first step); omit for none. */
   prompt?: PromptState | PromiseLike<PromptState>;
 }
 
@@ -134,6 +138,8 @@ export class GenerationEngine {
   private cache: KvBlock | undefined;
   private nextId = 0;
   private stepping = false;
+  /** The stacked factors of the LoRA adapters of recent batches. */
+  private readonly lora: LoraBatcher;
 
   constructor(
     readonly lm: CausalLM,
@@ -144,6 +150,7 @@ export class GenerationEngine {
     this.padId = options.padTokenId ?? options.tokenizer?.padTokenId ?? [...this.eos][0] ?? 0;
     checkIds(lm, [this.padId], "padTokenId");
     this.mode = options.positions ?? "row";
+    this.lora = new LoraBatcher(lm);
   }
 
   /** Rows added and not yet finished or cancelled. */
@@ -240,8 +247,10 @@ export class GenerationEngine {
     }
     for (const mask of block.keyMask) mask.push(1);
     const B = rows.length;
-    const out = await (await stepProgram(this.lm, "step")).run({
+    const lora = this.lora.batch(rows.map((r) => r.state?.lora));
+    const out = await (await stepProgram(this.lm, "step", lora)).run({
       ...this.lm.weights.feeds(),
+      ...lora?.feeds,
       ...block.past,
       input_ids: { data: BigInt64Array.from(rows, (r) => BigInt(r.ids[r.ids.length - 1])), dims: [B, 1] },
       position_ids: { data: BigInt64Array.from(rows, (r) => BigInt(r.position++)), dims: [B, 1] },
@@ -254,8 +263,10 @@ export class GenerationEngine {
   /** The joining rows' padded inputs, after their prompts' keys/values if any → their first tokens and cache. */
   private async prefill(rows: readonly Row[], layout: BatchLayout, tokens: RowToken[]): Promise<KvBlock> {
     const withPrompts = layout.pastLength > 0;
-    const out = await (await stepProgram(this.lm, withPrompts ? "step" : "prefill")).run({
+    const lora = this.lora.batch(rows.map((r) => r.state?.lora));
+    const out = await (await stepProgram(this.lm, withPrompts ? "step" : "prefill", lora)).run({
       ...this.lm.weights.feeds(),
+      ...lora?.feeds,
       ...(withPrompts ? batchPast(this.lm, rows.map((r) => r.state), layout.pastLength) : {}),
       input_ids: layout.inputIds,
       position_ids: layout.positions,
@@ -377,8 +388,12 @@ export function checkRowRequest(lm: CausalLM, tokenizer: Tokenizer | undefined, 
   }
 }
 
-/** A prompt state must come from this model: one [1, kvHeads, n, headDim] pair per layer. */
+/** A prompt state must come from this model: one [1, kvHeads, n, headDim] pair per layer; or a LoRA adapter's, with none. */
 function checkPromptState(lm: CausalLM, state: PromptState, field: string): void {
+  if (state.lora !== undefined) {
+    if (state.numVirtual !== 0 || state.layers.length !== 0) fail("usage", "a row takes one adapter: a LoRA state has no virtual tokens", { field });
+    return checkLoraPrompt(lm, state.lora, `${field}.lora`);
+  }
   const { numLayers, numKvHeads, headDim } = lm.config;
   const size = numKvHeads * state.numVirtual * headDim;
   if (state.layers.length !== numLayers || state.layers.some((l) => l.key.length !== size || l.value.length !== size)) {

@@ -2,8 +2,8 @@
  * Batched generation with a KV cache, for a frozen model with or without soft prompts: every request
  * joins a GenerationEngine (engine.ts) at its first step, and the engine steps until all are done.
  *
- * Soft prompts enter as a cached past (see kv-cache.ts): one batch may mix prompts, and rows without
- * one. Positions are described in layout.ts: by default each row gets what it would get alone (so a
+ * Soft prompts enter as a cached past (see kv-cache.ts), LoRA adapters as per-row factors in the step
+ * programs (lora.ts): one batch may mix soft prompts, prefixes, LoRA adapters, and rows without any. Positions are described in layout.ts: by default each row gets what it would get alone (so a
  * mixed batch gives each request the tokens of its own call, and a single row matches HF/PEFT exactly);
  * `positions: "peft"` instead counts left padding in prompt rows as peft_model.generate() does — the
  * engine lays out rows that join at the same step together, and here they all join at the first.
@@ -19,7 +19,7 @@ import { type AdapterPrompt, type PromptCache, checkSoftPrompt, promptCacheFor }
 import type { PositionMode } from "./layout.js";
 import { type DecodeOptions, type Generation, type RowId, GenerationEngine, checkRowRequest } from "./engine.js";
 
-export type { AdapterPrompt, PrefixPrompt, SoftPrompt } from "./kv-cache.js";
+export type { AdapterPrompt, LoraPrompt, PrefixPrompt, SoftPrompt } from "./kv-cache.js";
 export type { PositionMode } from "./layout.js";
 export type { FinishReason, Generation } from "./engine.js";
 
@@ -27,7 +27,7 @@ export interface GenerateRequest extends DecodeOptions {
   /** The input as token ids; or `text`, encoded with the tokenizer. Exactly one of the two. */
   inputIds?: readonly number[];
   text?: string;
-  /** A soft prompt placed before the input (omit for the bare model). */
+  /** The row's adapter: a soft prompt or prefix placed before the input, or a LoRA adapter (omit for the bare model). */
   prompt?: AdapterPrompt;
 }
 

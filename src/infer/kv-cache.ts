@@ -3,16 +3,20 @@
  * take positions 0..n-1 and attend only to each other, so their keys/values (and the logits after the
  * last of them) depend on the prompt alone: computed once per prompt, they are the cached `past` of
  * every request that uses it, in any batch, in any call. A prefix (prefix tuning, Cartridges) is
- * keys/values already: it is its own state, with no logits after it.
+ * keys/values already: it is its own state, with no logits after it. A LoRA adapter (lora.ts) puts
+ * nothing before the tokens: its state carries the adapter, which the step programs apply to the row.
  */
 import { fail } from "../util/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { arangePositions, attentionPattern } from "../models/inputs.js";
 import type { Tensor } from "../runtime/session.js";
 import { pastName, promptProgram, presentName } from "./step.js";
+import { type LoraPrompt, checkLoraPrompt, isLoraPrompt } from "./lora.js";
 
-/** What an adapter puts before a row's tokens: a soft prompt's embeddings, or a prefix of keys/values. */
-export type AdapterPrompt = SoftPrompt | PrefixPrompt;
+export type { LoraPrompt } from "./lora.js";
+
+/** What an adapter puts before a row's tokens: a soft prompt's embeddings, or a prefix of keys/values; or how it changes the row's forward (LoRA). */
+export type AdapterPrompt = SoftPrompt | PrefixPrompt | LoraPrompt;
 
 /** A trained soft prompt: `embeddings` is [n, hidden] row-major; `id` names it for the cache. */
 export interface SoftPrompt {
@@ -45,6 +49,8 @@ export interface PromptState {
   layers: HostKV[];
   /** [vocab]: the logits after the last virtual token (they predict the first real token); a prefix has none. */
   lastLogits?: Float32Array;
+  /** A LoRA adapter's row (no virtual tokens, no layers): the adapter every forward of the row applies. */
+  lora?: LoraPrompt;
 }
 
 export function isPrefixPrompt(prompt: AdapterPrompt): prompt is PrefixPrompt {
@@ -56,6 +62,10 @@ export function checkSoftPrompt(lm: CausalLM, prompt: AdapterPrompt, field = "pr
   const d = lm.config.hiddenSize;
   if (typeof prompt.id !== "string" || prompt.id.length === 0) fail("usage", "a soft prompt needs a non-empty id (its cache key)", { field });
   if (isPrefixPrompt(prompt)) return checkPrefix(lm, prompt, field);
+  if (isLoraPrompt(prompt)) {
+    checkLoraPrompt(lm, prompt, field);
+    return 0;
+  }
   if (!(prompt.embeddings instanceof Float32Array)) fail("usage", "soft prompt embeddings must be a Float32Array [n, hidden]", { field });
   const len = prompt.embeddings.length;
   if (prompt.dims !== undefined) {
@@ -119,6 +129,10 @@ export class PromptCache {
     if (isPrefixPrompt(prompt)) {
       const numVirtual = checkPrefix(this.lm, prompt, "prompt");
       return Promise.resolve({ numVirtual, layers: [...prompt.layers] });
+    }
+    if (isLoraPrompt(prompt)) {
+      checkLoraPrompt(this.lm, prompt);
+      return Promise.resolve({ numVirtual: 0, layers: [], lora: prompt });
     }
     const hit = this.entries.get(prompt.id);
     this.entries.delete(prompt.id);
@@ -196,7 +210,7 @@ export function batchPast(lm: CausalLM, prompts: readonly (PromptState | undefin
     for (const kind of ["key", "value"] as const) {
       const data = new Float32Array(B * kvHeads * width * hd);
       prompts.forEach((p, b) => {
-        if (p === undefined) return;
+        if (p === undefined || p.numVirtual === 0) return;
         const n = p.numVirtual;
         const src = p.layers[i][kind];
         for (let h = 0; h < kvHeads; h++) {

@@ -12,6 +12,8 @@ import { attentionPattern } from "../models/inputs.js";
 import { type PromptCache, type PromptState, type AdapterPrompt, batchPast, checkSoftPrompt, isPrefixPrompt, promptCacheFor } from "./kv-cache.js";
 import { type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
 import { pastInputs, programFor } from "./step.js";
+import { LoraBatcher, batchedLoraHooks, isLoraPrompt } from "./lora.js";
+import type { ForwardHooks } from "../models/causal-lm.js";
 
 export interface ScoreRequest {
   /** The context; may be empty only after a soft prompt (its last virtual token predicts the first completion token). */
@@ -68,9 +70,12 @@ export async function scoreCompletions(lm: CausalLM, requests: readonly ScoreReq
 
   if (at.length > 0) {
     const withPrompts = layout.pastLength > 0;
-    const program = await programFor(lm, withPrompts ? "score-after-past" : "score", () => scoreGraph(lm, withPrompts));
+    const kind = withPrompts ? "score-after-past" : "score";
+    const lora = new LoraBatcher(lm).batch(prompts.map((p) => p?.lora)); // rows with a LoRA adapter: its factors per row
+    const program = await programFor(lm, lora ? `${kind}+${lora.key}` : kind, () => scoreGraph(lm, withPrompts, lora && batchedLoraHooks(lora.modules)));
     const out = await program.run({
       ...lm.weights.feeds(),
+      ...lora?.feeds,
       ...(withPrompts ? batchPast(lm, prompts as (PromptState | undefined)[], layout.pastLength) : {}),
       input_ids: layout.inputIds,
       position_ids: layout.positions,
@@ -111,14 +116,14 @@ export async function scoreChoices(lm: CausalLM, request: ChoiceRequest, options
 }
 
 /** log p(target) at the given flattened positions: only those rows go through the LM head. */
-function scoreGraph(lm: CausalLM, withPast: boolean): Record<string, Value> {
+function scoreGraph(lm: CausalLM, withPast: boolean, hooks?: ForwardHooks): Record<string, Value> {
   const ids = o.input("input_ids", "int64", ["batch", "seq"]);
   const positions = o.input("position_ids", "int64", ["batch", "seq"]);
   const past = withPast ? pastInputs(lm) : undefined;
   const allowed = o.input("allowed", "bool", ["batch", 1, "seq", withPast ? "past+seq" : "seq"]);
   const at = o.input("label_positions", "int64", ["labels"]);
   const targets = o.input("label_targets", "int64", ["labels"]);
-  const { hidden } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past });
+  const { hidden } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past, hooks });
   const picked = o.gather(o.reshape(hidden, [-1, lm.config.hiddenSize]), at, 0); // [M, d]
   const logp = o.logSoftmax(lm.lmHead(picked), -1); // [M, V]
   return { token_logprobs: o.squeeze(o.gatherElements(logp, o.unsqueeze(targets, [1]), 1), [1]) };
@@ -142,6 +147,9 @@ function checkScoreRequest(lm: CausalLM, r: ScoreRequest, i: number): void {
   }
   if (r.inputIds.length === 0 && r.prompt !== undefined && isPrefixPrompt(r.prompt)) {
     fail("usage", `the input is empty: a prefix ("${r.prompt.id}") is keys/values with no logits after it, so nothing predicts the first completion token; give at least one input token`, { field: field("inputIds") });
+  }
+  if (r.inputIds.length === 0 && r.prompt !== undefined && isLoraPrompt(r.prompt)) {
+    fail("usage", `the input is empty: a LoRA adapter ("${r.prompt.id}") puts nothing before the input, so nothing predicts the first completion token; give at least one input token`, { field: field("inputIds") });
   }
   checkIds(lm, r.inputIds, field("inputIds"));
   checkIds(lm, r.completionIds, field("completionIds"));

@@ -5,20 +5,24 @@
  *  - step: token rows after a past (the prompts' cache, or everything so far) → the same outputs.
  *    All dims but the model's are symbolic, so this one graph is both the prefill after soft prompts
  *    (seq = padded length) and the one-token decode (seq = 1).
+ * Batches with LoRA rows run a variant of prefill/step per set of targeted modules, whose projections
+ * add each row's own adapter (lora.ts).
  */
 import * as o from "../graph/ops.js";
 import type { Value } from "../graph/ir.js";
-import type { CausalLM, KV } from "../models/causal-lm.js";
+import type { CausalLM, ForwardHooks, KV } from "../models/causal-lm.js";
 import { Program } from "../runtime/session.js";
+import { type LoraBatch, batchedLoraHooks } from "./lora.js";
 
 export const pastName = (layer: number, kind: "key" | "value") => `past.${layer}.${kind}`;
 export const presentName = (layer: number, kind: "key" | "value") => `present.${layer}.${kind}`;
 
 const programs = new WeakMap<CausalLM, Map<string, Promise<Program>>>();
 
-/** The compiled program of one kind for a model (compiled on first use). */
-export function stepProgram(lm: CausalLM, kind: "prefill" | "step"): Promise<Program> {
-  return programFor(lm, kind, () => stepGraph(lm, kind === "step"));
+/** The compiled program of one kind for a model (compiled on first use); with `lora`, its variant for the batch's LoRA modules. */
+export function stepProgram(lm: CausalLM, kind: "prefill" | "step", lora?: Pick<LoraBatch, "modules" | "key">): Promise<Program> {
+  if (lora === undefined) return programFor(lm, kind, () => stepGraph(lm, kind === "step"));
+  return programFor(lm, `${kind}+${lora.key}`, () => stepGraph(lm, kind === "step", batchedLoraHooks(lora.modules)));
 }
 
 export function promptProgram(lm: CausalLM): Promise<Program> {
@@ -63,12 +67,12 @@ function withPresents(logits: Value, presents: KV[]): Record<string, Value> {
 }
 
 /** Token ids [B, seq] at positions [B, seq], after an optional past; `allowed` spans past + seq keys. */
-function stepGraph(lm: CausalLM, withPast: boolean): Record<string, Value> {
+function stepGraph(lm: CausalLM, withPast: boolean, hooks?: ForwardHooks): Record<string, Value> {
   const ids = o.input("input_ids", "int64", ["batch", "seq"]);
   const positions = o.input("position_ids", "int64", ["batch", "seq"]);
   const past = withPast ? pastInputs(lm) : undefined;
   const allowed = o.input("allowed", "bool", ["batch", 1, "seq", withPast ? "past+seq" : "seq"]);
-  const { hidden, presents } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past });
+  const { hidden, presents } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past, hooks });
   return withPresents(lastLogits(lm, hidden), presents);
 }
 

@@ -89,7 +89,7 @@ export async function loadAdapter(dir: string): Promise<Adapter> {
       if (!data.every(Number.isFinite)) fail("adapter", "holds NaN or Inf values", { file: weightsPath, tensor: name });
       return { shape: [...file.info(name).shape], data };
     };
-    const params = await method.fromPeftTensors(config, read, weightsPath);
+    const params = await method.fromPeftTensors(config, read, weightsPath, file.tensorNames());
     return { method, config, params, metadata: file.metadata };
   } finally {
     await file.close();

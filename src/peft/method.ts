@@ -18,6 +18,7 @@ import type { CausalLM, ForwardHooks, KV } from "../models/causal-lm.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import type { Tensor } from "../runtime/session.js";
 import type { Batch } from "../data/index.js";
+import type { LoraFactors } from "../infer/lora.js";
 
 /** One trainable tensor: row-major float32 values and their shape. */
 export interface Param {
@@ -77,6 +78,14 @@ export type InferenceForm =
       numVirtual: number;
       /** Per layer, keys and values each [kvHeads, n, headDim] row-major: the cached past itself. */
       layers: { key: Float32Array; value: Float32Array }[];
+    }
+  | {
+      kind: "lora";
+      /**
+       * Per adapted module, A [rank, in] and B [out, rank] with the scale folded into B; `module` is PEFT's
+       * module key (`transformer.h.0.attn.c_attn`), made canonical against a model before serving.
+       */
+      modules: LoraFactors[];
     };
 
 export interface PeftMethod<Options extends object = object, Config extends PeftConfigBase = PeftConfigBase> {
@@ -86,6 +95,8 @@ export interface PeftMethod<Options extends object = object, Config extends Peft
   readonly peftType: string;
   /** Training options with their defaults and cross-field checks; its keys are the method's settings. */
   readonly options: z.ZodObject<z.ZodRawShape> & z.ZodType<Options>;
+  /** Trainer settings this method trains best with (e.g. LoRA's smaller learning rate), where the user sets none. */
+  readonly trainerDefaults?: Readonly<Record<string, unknown>>;
   /** adapter_config.json as PEFT writes it (unknown fields kept, so files round-trip). */
   readonly config: z.ZodType<Config>;
   /** The adapter_config.json of a new adapter trained with `options` on the model. */
@@ -96,8 +107,8 @@ export interface PeftMethod<Options extends object = object, Config extends Peft
   adapt(config: Config, params: ReadonlyMap<string, Value>, lm: CausalLM): Adaptation;
   /** The tensors of adapter_model.safetensors, by PEFT's names. */
   toPeftTensors(config: Config, params: Params): Params;
-  /** The trainable tensors from adapter_model.safetensors (`read` fails naming the tensor when absent). */
-  fromPeftTensors(config: Config, read: (peftName: string) => Promise<Param>, where: string): Promise<Params>;
+  /** The trainable tensors from adapter_model.safetensors (`read` fails naming the tensor when absent; `names`: every tensor the file holds). */
+  fromPeftTensors(config: Config, read: (peftName: string) => Promise<Param>, where: string, names?: readonly string[]): Promise<Params>;
   /**
    * What PEFT records as token_dim and num_attention_heads for this method on a model, when not the
    * hidden size and the heads (prefix methods: the key/value width and heads, for grouped-query attention).

@@ -4,3 +4,4 @@ import "./prefix-tuning/index.js";
 import "./cartridge/index.js";
 import "./p-tuning/index.js";
 import "./multitask/index.js";
+import "./lora/index.js";

@@ -1,0 +1,179 @@
+/**
+ * LoRA as a registered method (`--method lora`, PEFT's LORA; Hu et al. 2021): for each targeted
+ * projection a trainable pair A [r, in], B [out, r], named `<PEFT module key>.lora_A` / `.lora_B` (the
+ * file's `base_model.model.<key>.lora_A.weight` less PEFT's wrapper), changing the forward through the
+ * model's `linear` hook. At inference it is served merged (merge.ts: one adapter, no extra work per
+ * token) or unmerged, several adapters in one batch (infer/lora.ts).
+ */
+import { fail } from "../../util/errors.js";
+import { Rng } from "../../util/rng.js";
+import type { Value } from "../../graph/ir.js";
+import type { CausalLM } from "../../models/causal-lm.js";
+import { registerMethod, type Param, type Params, type PeftMethod } from "../method.js";
+import { ALL_LINEAR, DEFAULT_TARGETS, type LoraConfig, type LoraOptions, loraConfigSchema, loraOptionsSchema } from "./config.js";
+import { initFactors, loraHooks, loraScale } from "./layer.js";
+import { type Target, isAllLinear, moduleOfKey, resolveTargets, checkRank } from "./targets.js";
+
+const A = ".lora_A";
+const B = ".lora_B";
+/** PEFT's tensor names: the module under base_model.model, then lora_A/lora_B's weight. */
+const PEFT_NAME = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/;
+const peftName = (key: string, which: "A" | "B") => `base_model.model.${key}.lora_${which}.weight`;
+
+export const lora: PeftMethod<LoraOptions, LoraConfig> = {
+  name: "lora",
+  peftType: "LORA",
+  options: loraOptionsSchema,
+  config: loraConfigSchema,
+
+  makeConfig(options, { lm, baseModelName }) {
+    const targets = optionTargets(options, lm);
+    const resolved = resolveTargets(lm, { target_modules: targets, exclude_modules: options.excludeModules }, { field: "--target-modules", excludeField: "--exclude-modules" });
+    checkRank(options.r, resolved, { field: "--r" });
+    // Every key PEFT 0.21 writes, with its defaults (peft_version is added when saving).
+    return {
+      alora_invocation_tokens: null,
+      alpha_pattern: {},
+      arrow_config: null,
+      auto_mapping: null,
+      base_model_name_or_path: baseModelName,
+      bias: "none",
+      corda_config: null,
+      ensure_weight_tying: false,
+      eva_config: null,
+      exclude_modules: options.excludeModules ?? null,
+      fan_in_fan_out: resolved.some((t) => t.layout === "in_out"),
+      inference_mode: true,
+      init_lora_weights: true,
+      kasa_config: null,
+      layer_replication: null,
+      layers_pattern: null,
+      layers_to_transform: null,
+      loftq_config: {},
+      lora_alpha: options.loraAlpha,
+      lora_bias: false,
+      lora_dropout: options.loraDropout,
+      lora_ga_config: null,
+      megatron_config: null,
+      megatron_core: "megatron.core",
+      modules_to_save: null,
+      monteclora_config: null,
+      peft_type: "LORA",
+      qalora_group_size: 16,
+      r: options.r,
+      rank_pattern: {},
+      revision: null,
+      target_modules: targets,
+      target_parameters: null,
+      task_type: "CAUSAL_LM",
+      trainable_token_indices: null,
+      use_bdlora: null,
+      use_dora: false,
+      use_qalora: false,
+      use_rslora: options.useRslora,
+      velora_config: null,
+    };
+  },
+
+  initParams(options, { lm, seed }) {
+    const rng = new Rng(seed);
+    const params: Params = new Map();
+    const targets = resolveTargets(lm, { target_modules: optionTargets(options, lm), exclude_modules: options.excludeModules }, { field: "--target-modules", excludeField: "--exclude-modules" });
+    for (const t of targets) {
+      const { a, b } = initFactors(rng, options.r, t.inFeatures, t.outFeatures);
+      params.set(t.key + A, { shape: [options.r, t.inFeatures], data: a });
+      params.set(t.key + B, { shape: [t.outFeatures, options.r], data: b });
+    }
+    return params;
+  },
+
+  adapt(config, params, lm) {
+    const targets = configTargets(config, lm);
+    checkModules(targets, [...params.keys()], "the adapter's tensors");
+    const factors = new Map<string, { a: Value; b: Value }>();
+    for (const t of targets) {
+      const a = params.get(t.key + A)!;
+      const b = params.get(t.key + B)!;
+      const fits = a.shape[1] === t.inFeatures && b.shape[0] === t.outFeatures && a.shape[0] === config.r && b.shape[1] === config.r;
+      if (!fits) fail("adapter", `lora_A [${a.shape.join(", ")}] / lora_B [${b.shape.join(", ")}] do not fit ${t.key}: expected [${config.r}, ${t.inFeatures}] / [${t.outFeatures}, ${config.r}]`, { tensor: peftName(t.key, "A") });
+      factors.set(t.module, { a, b });
+    }
+    return { hooks: loraHooks(factors, loraScale(config)), feeds: () => ({}) };
+  },
+
+  toPeftTensors(_config, params) {
+    const out: Params = new Map();
+    for (const [name, p] of params) {
+      const which = name.endsWith(A) ? "A" : "B";
+      out.set(peftName(name.slice(0, -A.length), which), p);
+    }
+    return out;
+  },
+
+  async fromPeftTensors(config, read, where, names) {
+    if (names === undefined) fail("adapter", "LoRA adapters are read by their tensor names, which were not given", { file: where });
+    const params: Params = new Map();
+    for (const name of names) {
+      const m = PEFT_NAME.exec(name);
+      if (m === null) fail("adapter", `${name} is not a LoRA factor (expected base_model.model.<module>.lora_A.weight or .lora_B.weight; DoRA, LoRA biases and embedding LoRA are not supported)`, { file: where, tensor: name });
+      const p: Param = await read(name);
+      const [key, which] = [m[1], m[2] as "A" | "B"];
+      if (p.shape.length !== 2 || p.shape[which === "A" ? 0 : 1] !== config.r) {
+        fail("adapter", `shape [${p.shape.join(", ")}] does not have the config's rank r = ${config.r} (lora_A is [r, in], lora_B [out, r])`, { file: where, tensor: name });
+      }
+      params.set(key + (which === "A" ? A : B), p);
+    }
+    for (const name of params.keys()) {
+      const pair = name.endsWith(A) ? name.slice(0, -A.length) + B : name.slice(0, -B.length) + A;
+      if (!params.has(pair)) fail("adapter", `${peftName(pair.slice(0, -A.length), pair.endsWith(A) ? "A" : "B")} is missing: each module needs lora_A and lora_B`, { file: where });
+    }
+    if (params.size === 0) fail("adapter", "holds no LoRA tensors", { file: where });
+    return params;
+  },
+
+  inferenceForm(config, params) {
+    const scale = loraScale(config);
+    const modules = [...params.keys()]
+      .filter((name) => name.endsWith(A))
+      .map((name) => {
+        const key = name.slice(0, -A.length);
+        const a = params.get(name)!;
+        return { module: key, rank: a.shape[0], a: a.data, b: params.get(key + B)!.data.map((v) => v * scale) };
+      });
+    return { kind: "lora", modules };
+  },
+};
+
+registerMethod(lora);
+
+/** The options' target_modules: as given (all-linear written as the projections' names, as PEFT expands it), else PEFT's default for the architecture. */
+function optionTargets(options: LoraOptions, lm: CausalLM): string[] {
+  const given = options.targetModules;
+  if (given === undefined) {
+    return DEFAULT_TARGETS[lm.config.modelType] ?? fail("usage", `no default target modules for model_type ${JSON.stringify(lm.config.modelType)}; give --target-modules (e.g. ${ALL_LINEAR})`, { field: "--target-modules" });
+  }
+  if (isAllLinear(given)) return [...new Set(resolveTargets(lm, { target_modules: ALL_LINEAR }, { field: "--target-modules", excludeField: "--exclude-modules" }).map((t) => t.key.split(".").pop()!))];
+  return [...given];
+}
+
+/** The config's targets on this model, its rank checked against them. */
+function configTargets(config: LoraConfig, lm: CausalLM): Target[] {
+  const targets = resolveTargets(lm, config, { field: "target_modules", excludeField: "exclude_modules" });
+  checkRank(config.r, targets, { field: "r" });
+  return targets;
+}
+
+/** The adapter must hold a pair for exactly the modules its config targets on this model. */
+function checkModules(targets: readonly Target[], names: readonly string[], what: string): void {
+  const held = new Set(names.filter((n) => n.endsWith(A)).map((n) => n.slice(0, -A.length)));
+  const wanted = new Set(targets.map((t) => t.key));
+  const missing = [...wanted].filter((k) => !held.has(k));
+  const extra = [...held].filter((k) => !wanted.has(k));
+  if (missing.length > 0) fail("adapter", `${what} lack lora_A/lora_B for ${missing.join(", ")}, which target_modules picks on this model`, { field: "target_modules" });
+  if (extra.length > 0) fail("adapter", `${what} hold lora_A/lora_B for ${extra.join(", ")}, which target_modules does not pick on this model`, { field: "target_modules" });
+}
+
+/** Canonical module names of a LoRA inference form (PEFT keys) on a model: what the forward's hook is called with. */
+export function canonicalModules<T extends { module: string }>(lm: CausalLM, modules: readonly T[]): T[] {
+  return modules.map((f) => ({ ...f, module: moduleOfKey(lm, f.module) }));
+}
