@@ -52,6 +52,7 @@ export interface OpAttrs {
   reduceSum: { axes: number[]; keepdims: boolean };
   reduceMean: { axes: number[]; keepdims: boolean };
   reduceMax: { axes: number[]; keepdims: boolean };
+  cumSum: { axis: number; reverse: boolean };
   softmax: { axis: number };
   logSoftmax: { axis: number };
   layerNorm: { epsilon: number };

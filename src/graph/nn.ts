@@ -63,10 +63,13 @@ export function linear(x: Value, weight: Value, bias: Value | undefined, layout:
 
 /**
  * Rotary position embedding (Su et al. 2021), HF's rotate_half convention: x·cos + rotate_half(x)·sin,
- * with angles pos·invFreq repeated over both halves. x [B, H, T, hd], positions [B, T] int64.
+ * with angles pos·invFreq repeated over both halves. x [B, H, T, hd]; cos, sin [B, 1, T, rd]. When the
+ * tables are narrower than the head (partial rotary: GPT-NeoX, Phi-3), only the first rd dims turn.
  */
 export function rotary(x: Value, cos: Value, sin: Value): Value {
   const hd = x.shape[x.shape.length - 1] as number;
+  const rd = cos.shape[cos.shape.length - 1] as number;
+  if (rd < hd) return o.concat([rotary(o.slice(x, -1, 0, rd), cos, sin), o.slice(x, -1, rd, hd)], -1);
   const x1 = o.slice(x, -1, 0, hd / 2);
   const x2 = o.slice(x, -1, hd / 2, hd);
   const rotated = o.concat([o.neg(x2), x1], -1);
@@ -89,8 +92,43 @@ export function rotaryTables(positions: Value, invFreq: Float32Array): { cos: Va
  */
 export class AttentionMask {
   private readonly biases = new Map<string, Value>();
+  private readonly windows = new Map<number, AttentionMask>();
 
-  constructor(readonly allowed: Value) {}
+  /**
+   * `positions` [B, Tq] are the queries' positions; with `hasPast` false they are the keys' too (the
+   * keys are this call's tokens), which sliding windows need.
+   */
+  constructor(
+    readonly allowed: Value,
+    private readonly positions?: Value,
+    private readonly hasPast = false,
+  ) {}
+
+  /**
+   * The same pattern within a sliding window (Mistral, Gemma 2/3, Qwen3, SmolLM3): query q sees key k
+   * only when q - k < size, as transformers' sliding_window_overlay. Without a past the distance is
+   * the positions' difference (with "peft" positions, padding counts, as in PEFT). A cached past has
+   * no positions in the graph, so the distance is counted over the visible keys (the k in window are
+   * the last `size` visible keys up to q): the same wherever a row's positions run on without a gap,
+   * i.e. everywhere but "peft" positions after a prompt whose row is left-padded.
+   */
+  window(size: number): AttentionMask {
+    let masked = this.windows.get(size);
+    if (masked === undefined) {
+      let inWindow: Value;
+      if (!this.hasPast && this.positions !== undefined) {
+        const pos = o.cast(this.positions, "float32");
+        const distance = o.sub(o.unsqueeze(pos, [1, 3]), o.unsqueeze(pos, [1, 2])); // [B, 1, Tq, Tk]
+        inWindow = o.less(distance, size);
+      } else {
+        const later = o.cumSum(o.cast(this.allowed, "float32"), -1, true); // visible keys from k up to q, [B, 1, Tq, Tk]
+        inWindow = o.less(later, size + 0.5);
+      }
+      masked = new AttentionMask(o.and(this.allowed, inWindow));
+      this.windows.set(size, masked);
+    }
+    return masked;
+  }
 
   /** [B, 1, G·Tq, Tk]: the additive mask repeated for the G query heads that share a kv head. */
   bias(groups: number, dtype: DType): Value {
@@ -105,19 +143,26 @@ export class AttentionMask {
   }
 }
 
+/** Soft-capping (Gemma 2): cap·tanh(x / cap), smooth and bounded by ±cap. */
+export function softcap(x: Value, cap: number): Value {
+  return o.mul(o.tanh(o.div(x, cap)), cap);
+}
+
 /**
  * Scaled dot-product attention. q [B, H, Tq, hd]; k, v [B, Hkv, Tk, hd] where H is a multiple of Hkv
  * (grouped-query attention: query head h reads kv head ⌊h / (H/Hkv)⌋). The G query heads of a kv head
- * are stacked as G·Tq rows of one product, so k and v are neither broadcast nor summed back.
+ * are stacked as G·Tq rows of one product, so k and v are neither broadcast nor summed back. `cap`:
+ * the scores' soft cap (Gemma 2), if any.
  */
-export function attention(q: Value, k: Value, v: Value, mask: AttentionMask, scale: number): Value {
+export function attention(q: Value, k: Value, v: Value, mask: AttentionMask, scale: number, cap?: number): Value {
   const heads = q.shape[1] as number;
   const kvHeads = k.shape[1] as number;
   const hd = q.shape[3] as number;
   if (heads % kvHeads !== 0) shapeError("attention", `query heads ${heads} are not a multiple of kv heads ${kvHeads}`);
   const groups = heads / kvHeads;
   const rows = groups === 1 ? q : o.reshape(q, [0, kvHeads, -1, hd]); // [B, Hkv, G·Tq, hd]
-  const scores = o.add(o.matmul(rows, k, { transB: true, alpha: scale }), mask.bias(groups, q.dtype)); // [B, Hkv, G·Tq, Tk]
+  const raw = o.matmul(rows, k, { transB: true, alpha: scale }); // [B, Hkv, G·Tq, Tk]
+  const scores = o.add(cap === undefined ? raw : softcap(raw, cap), mask.bias(groups, q.dtype)); // logits capped before the mask, as Gemma 2
   const out = o.matmul(o.softmax(scores, -1), v); // [B, Hkv, G·Tq, hd]
   return groups === 1 ? out : o.reshape(out, [0, heads, -1, hd]);
 }

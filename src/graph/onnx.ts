@@ -141,6 +141,7 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
   reduceSum: (e, y, [x], out) => e.node("ReduceSum", [x, e.ints(y.attrs.axes)], [out], [int("keepdims", +y.attrs.keepdims)]),
   reduceMean: (e, y, [x], out) => e.node("ReduceMean", [x, e.ints(y.attrs.axes)], [out], [int("keepdims", +y.attrs.keepdims)]),
   reduceMax: (e, y, [x], out) => e.node("ReduceMax", [x, e.ints(y.attrs.axes)], [out], [int("keepdims", +y.attrs.keepdims)]),
+  cumSum: (e, y, [x], out) => e.node("CumSum", [x, e.ints([y.attrs.axis])], [out], [int("reverse", +y.attrs.reverse)]),
   softmax: (e, y, ins, out) => e.node("Softmax", ins, [out], [int("axis", y.attrs.axis)]),
   logSoftmax: (e, y, ins, out) => e.node("LogSoftmax", ins, [out], [int("axis", y.attrs.axis)]),
   layerNorm: (e, y, ins, out) =>

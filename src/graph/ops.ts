@@ -208,6 +208,12 @@ export const reduceSum = (x: Value, axes: number[], keepdims = false) => reduce(
 export const reduceMean = (x: Value, axes: number[], keepdims = false) => reduce("reduceMean", x, axes, keepdims);
 export const reduceMax = (x: Value, axes: number[], keepdims = false) => reduce("reduceMax", x, axes, keepdims);
 
+/** Running sums along one axis, from the start (or from the end when `reverse`), as ONNX CumSum. */
+export function cumSum(x: Value, axis: number, reverse = false): Value<"cumSum"> {
+  needFloat("cumSum", x);
+  return makeValue("cumSum", [x], { axis: normAxis("cumSum", axis, x.shape.length), reverse }, x.dtype, x.shape);
+}
+
 export function softmax(x: Value, axis = -1): Value<"softmax"> {
   needFloat("softmax", x);
   return makeValue("softmax", [x], { axis: normAxis("softmax", axis, x.shape.length) }, x.dtype, x.shape);

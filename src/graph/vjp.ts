@@ -58,6 +58,8 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
   reduceSum: (g, { inputs: [x], attrs }) => [o.expandLike(keepReduced(g, attrs), x)],
   reduceMean: (g, { inputs: [x], attrs }) => [o.div(o.expandLike(keepReduced(g, attrs), x), reducedCount(x.shape, attrs.axes))],
   // The gradient goes to every position equal to the max (ties each get all of it).
+  // Each input feeds every running sum after it (before it, reversed): the sums taken the other way.
+  cumSum: (g, { attrs: { axis, reverse } }) => [o.cumSum(g, axis, !reverse)],
   reduceMax: (g, y) => {
     const [x] = y.inputs;
     const isMax = o.equal(x, o.expandLike(keepReduced(y, y.attrs), x));

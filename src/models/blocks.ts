@@ -1,13 +1,15 @@
 /**
  * The pieces architecture files are assembled from, written once: projections by module name (each
- * passed through the forward's `linear` hook), norms, the gated MLP, splitting and merging heads,
- * joining a layer's past keys/values, and the block runner. Pieces without weight names (the
+ * passed through the forward's `linear` hook) and their tensor specs, norms, the gated MLP, splitting
+ * and merging heads, attention over projected heads, joining a layer's past keys/values, and the block
+ * runner. Pieces without weight names (the
  * activation table, rotary embeddings, grouped-query attention) are in graph/nn.ts.
  */
 import type { Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
 import type { ForwardHooks, ForwardResult, KV, Weights } from "./causal-lm.js";
+import type { TensorSpec } from "./registry.js";
 
 /** How a family stores projection weights: GPT-2's Conv1D [in, out], or nn.Linear's [out, in]. */
 export type WeightLayout = "in_out" | "out_in";
@@ -37,6 +39,16 @@ export function rmsNorm(weights: Weights, module: string, x: Value, eps: number)
   return o.rmsNorm(x, weights.get(`${module}.weight`), eps);
 }
 
+/** Gemma's RMSNorm: the weight is stored as an offset from one, x̂·(1 + w). */
+export function rmsNormPlusOne(weights: Weights, module: string, x: Value, eps: number): Value {
+  return o.rmsNorm(x, o.add(weights.get(`${module}.weight`), 1), eps);
+}
+
+/** A projection's tensor spec: nn.Linear [out, in], and its bias when it has one. */
+export function linearSpec(module: string, out: number, inp: number, bias: boolean): TensorSpec[] {
+  return [{ name: `${module}.weight`, shape: [out, inp] }, ...(bias ? [{ name: `${module}.bias`, shape: [out] }] : [])];
+}
+
 /** Gated MLP (SwiGLU, Shazeer 2020): down_proj(act(gate_proj(x)) ⊙ up_proj(x)) under `module`. */
 export function gatedMlp(linear: Linear, module: string, x: Value, activation: nn.Activation, bias: boolean): Value {
   const gate = nn.ACTIVATIONS[activation](linear(`${module}.gate_proj`, x, bias));
@@ -51,6 +63,49 @@ export function splitHeads(x: Value, heads: number, headDim: number): Value {
 /** [B, H, T, hd] → [B, T, H·hd] */
 export function mergeHeads(x: Value, heads: number, headDim: number): Value {
   return o.reshape(o.transpose(x, [0, 2, 1, 3]), [0, 0, heads * headDim]);
+}
+
+/** cos and sin tables [B, 1, T, rd] for one forward (nn.rotaryTables). */
+export interface Rotary {
+  cos: Value;
+  sin: Value;
+}
+
+/** How one layer attends, after its projections (Qwen3, Gemma 2/3, OLMo 2, Phi-3, SmolLM3, GPT-NeoX). */
+export interface HeadsOptions {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Multiplies q·k (1/√headDim, or Gemma's 1/√query_pre_attn_scalar). */
+  scale: number;
+  mask: nn.AttentionMask;
+  /** Rotary tables, or none for a layer without positions (SmolLM3's NoPE layers). */
+  rope?: Rotary;
+  /** Norms of each head of q and of k ([.., headDim]) before rotary (Qwen3, Gemma 3). */
+  qNorm?: (q: Value) => Value;
+  kNorm?: (k: Value) => Value;
+  /** Soft cap of the attention logits (Gemma 2). */
+  softcap?: number;
+}
+
+/**
+ * Multi-head attention over projected q [B, T, H·hd] and k, v [B, T, Hkv·hd]: split into heads,
+ * per-head norms and rotary on q and k, the new keys/values joined to the past (cached keys are
+ * rotated already), attention, heads merged back → [B, T, H·hd], and this layer's keys/values.
+ */
+export function attendHeads(q: Value, k: Value, v: Value, past: KV | undefined, opts: HeadsOptions): { out: Value; kv: KV } {
+  const { heads, kvHeads, headDim: hd, rope } = opts;
+  let qh = splitHeads(q, heads, hd); // [B, H, T, hd]
+  let kh = splitHeads(k, kvHeads, hd); // [B, Hkv, T, hd]
+  if (opts.qNorm !== undefined) qh = opts.qNorm(qh);
+  if (opts.kNorm !== undefined) kh = opts.kNorm(kh);
+  if (rope !== undefined) {
+    qh = nn.rotary(qh, rope.cos, rope.sin);
+    kh = nn.rotary(kh, rope.cos, rope.sin);
+  }
+  const kv = withPast(past, kh, splitHeads(v, kvHeads, hd));
+  const out = nn.attention(qh, kv.key, kv.value, opts.mask, opts.scale, opts.softcap); // [B, H, T, hd]
+  return { out: mergeHeads(out, heads, hd), kv };
 }
 
 /** Append this call's keys/values to the layer's past, if any, along the sequence axis. */

@@ -5,5 +5,6 @@
  */
 import "./gpt2.js";
 import "./llama.js";
+import "./qwen3.js";
 
 export { architectureFor, registeredModelTypes, type Architecture, type PositionKind, type TensorSpec } from "./registry.js";

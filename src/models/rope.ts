@@ -7,10 +7,12 @@ import { z } from "zod";
 import { fail } from "../util/errors.js";
 import { count, eps } from "./config-fields.js";
 
-export const ROPE_TYPES = ["default", "llama3"] as const;
+export const ROPE_TYPES = ["default", "linear", "llama3"] as const;
 
 export type RopeConfig =
   | { type: "default"; theta: number }
+  /** Position interpolation (Chen et al. 2023): every frequency divided by `factor` (Gemma 3's global layers). */
+  | { type: "linear"; theta: number; factor: number }
   | {
       /** Llama 3.1 frequency scaling: long wavelengths divided by `factor`, short kept, a smooth blend between. */
       type: "llama3";
@@ -30,7 +32,9 @@ const ropeBlock = z.looseObject({
   low_freq_factor: eps.optional(),
   high_freq_factor: eps.optional(),
   original_max_position_embeddings: count.optional(),
+  partial_rotary_factor: z.number().positive().max(1).optional(),
 });
+type RopeBlock = z.infer<typeof ropeBlock>;
 
 /** The config.json fields that describe rotary positions, in both formats: spread into a family's schema. */
 export const ropeFields = {
@@ -46,19 +50,24 @@ export function parseRope(c: RopeRaw, file: string, defaultTheta = 10000): RopeC
   // 5.x keeps everything in rope_parameters; 4.x has rope_theta at the top and scaling in rope_scaling.
   const fieldName = c.rope_parameters != null ? "rope_parameters" : "rope_scaling";
   const params = c.rope_parameters ?? c.rope_scaling ?? {};
-  const theta = c.rope_parameters?.rope_theta ?? c.rope_theta ?? defaultTheta;
+  return ropeFromBlock(params, c.rope_parameters?.rope_theta ?? c.rope_theta ?? defaultTheta, fieldName, file);
+}
+
+/** One block of rope settings (a config's, or one layer type's in Gemma 3) with its base θ. */
+export function ropeFromBlock(params: RopeBlock, theta: number, fieldName: string, file: string): RopeConfig {
   const type = params.rope_type ?? params.type ?? "default";
   if (type === "default") return { type, theta };
+  const need = <K extends "factor" | "low_freq_factor" | "high_freq_factor" | "original_max_position_embeddings">(
+    key: K,
+  ): number =>
+    params[key] ?? fail("config", `missing required field for ${type} rope`, { file, field: `${fieldName}.${key}` });
+  if (type === "linear") return { type, theta, factor: need("factor") };
   if (type !== "llama3") {
     fail("config", `rope type ${JSON.stringify(type)} is not supported; supported: ${ROPE_TYPES.join(", ")}`, {
       file,
       field: `${fieldName}.rope_type`,
     });
   }
-  const need = <K extends "factor" | "low_freq_factor" | "high_freq_factor" | "original_max_position_embeddings">(
-    key: K,
-  ): number =>
-    params[key] ?? fail("config", "missing required field for llama3 rope", { file, field: `${fieldName}.${key}` });
   return {
     type,
     theta,
@@ -70,12 +79,21 @@ export function parseRope(c: RopeRaw, file: string, defaultTheta = 10000): RopeC
 }
 
 /**
- * inv_freq = 1 / θ^(2i/hd), computed in float32 as HF does; "llama3" scaling (Llama 3.1) divides long
+ * The fraction of each head that rotates (GPT-NeoX, Phi-3): rope_parameters.partial_rotary_factor in
+ * 5.x (or rope_scaling's), else the family's 4.x field (`legacy`), else `fallback`.
+ */
+export function partialRotaryFactor(c: RopeRaw, legacy: number | null | undefined, fallback = 1): number {
+  return (c.rope_parameters ?? c.rope_scaling)?.partial_rotary_factor ?? legacy ?? fallback;
+}
+
+/**
+ * inv_freq = 1 / θ^(2i/hd), computed in float32 as HF does; "linear" divides them all by `factor`; "llama3" scaling (Llama 3.1) divides long
  * wavelengths by `factor`, keeps short ones, and blends smoothly in between.
  */
 export function rotaryInverseFrequencies(rope: RopeConfig, hd: number): Float32Array {
   const inv = new Float32Array(hd / 2);
   for (let i = 0; i < hd / 2; i++) inv[i] = 1 / Math.fround(Math.pow(rope.theta, Math.fround((2 * i) / hd)));
+  if (rope.type === "linear") return inv.map((f) => f / rope.factor);
   if (rope.type !== "llama3") return inv;
   const { factor, lowFreqFactor, highFreqFactor, originalMaxPositions } = rope;
   const lowFreqWavelen = originalMaxPositions / lowFreqFactor;
