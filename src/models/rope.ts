@@ -24,7 +24,7 @@ export type RopeConfig =
     };
 
 /** rope_parameters (5.x) and rope_scaling (4.x) share these keys; 4.x spells rope_type as type. */
-const ropeBlock = z.looseObject({
+export const ropeBlock = z.looseObject({
   rope_type: z.string().optional(),
   type: z.string().optional(),
   rope_theta: eps.optional(),
@@ -34,7 +34,7 @@ const ropeBlock = z.looseObject({
   original_max_position_embeddings: count.optional(),
   partial_rotary_factor: z.number().positive().max(1).optional(),
 });
-type RopeBlock = z.infer<typeof ropeBlock>;
+export type RopeBlock = z.infer<typeof ropeBlock>;
 
 /** The config.json fields that describe rotary positions, in both formats: spread into a family's schema. */
 export const ropeFields = {
