@@ -10,7 +10,8 @@ import { SoftpromptError } from "../util/errors.js";
 import * as workflows from "../workflows.js";
 import { CURVE_FILE } from "../report/loss-curve.js";
 import { TASK_EVAL_DEFAULTS } from "../eval/task.js";
-import { evalView, inspectView, showView, trainView } from "../report/views.js";
+import { compareView, evalView, inspectView, showView, trainView } from "../report/views.js";
+import { compareMethods } from "../eval/compare.js";
 import { printError, printJson, printResult, printUsageError, printView } from "./output.js";
 import { progressReporter } from "./progress.js";
 import { integer, list, number, setting, TRAIN_DEFAULTS, withFlagNames } from "./options.js";
@@ -82,7 +83,9 @@ trainCommand.action(async (opts: Record<string, unknown>) => {
   // An implication meant for another method (--init-text implies prompt tuning's --init text) is dropped where the chosen method lacks the option.
   const chosen = methodByName(String(method ?? DEFAULT_METHOD), "--method");
   const methodSettings = typedMethodSettings(opts, (attribute, key) => trainCommand.getOptionValueSource(attribute) !== "implied" || key in chosen.options.shape);
-  const trainerSettings = Object.fromEntries(Object.keys(TRAIN_DEFAULTS).concat("steps").filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]));
+  // Only what the user typed: the method's own trainer defaults (e.g. a learning rate) fill the rest.
+  const typed = (k: string) => opts[k] !== undefined && trainCommand.getOptionValueSource(k) !== "default";
+  const trainerSettings = Object.fromEntries(Object.keys(TRAIN_DEFAULTS).concat("steps").filter(typed).map((k) => [k, opts[k]]));
   const initText = methodSettings.initText as string | undefined;
   const labels = (methodSettings.labels as string[] | undefined) ?? [];
   await warnUnknownTokens(model as string, [["--init-text", initText], ...labels.map((l): [string, string] => ["--label", l])]);
@@ -121,6 +124,36 @@ trainCommand.action(async (opts: Record<string, unknown>) => {
   const curve = join(summary.output, CURVE_FILE);
   const report = { ...summary, ...(existsSync(curve) ? { curve } : {}) };
   printView(report, Boolean(json), (r) => trainView(r, r.curve));
+  });
+
+program
+  .command("compare")
+  .description("train and evaluate several methods on the same model and data: a table and compare.svg")
+  .requiredOption("--model <model>", "a model folder or a Hugging Face hub id")
+  .requiredOption("--data <file>", "training data (.jsonl or .csv)")
+  .requiredOption("--valid <file>", "held-out data: validation during training, and what the methods are compared on")
+  .requiredOption("--output <dir>", "each method's run goes to <output>/<method>, the chart to <output>/compare.svg")
+  .requiredOption("--methods <list>", `comma-separated methods (registered: ${registeredMethods().join(", ")})`, (v: string) => v.split(",").map((m) => m.trim()).filter(Boolean))
+  .option("--steps <n>", "optimiser steps for every method", setting("steps", "--steps"))
+  .option("--lr <rate>", "peak learning rate for every method (default: each method's own)", setting("lr", "--lr"))
+  .option("--lr-for <method=rate>", "a learning rate for one method (repeat)", list)
+  .option("--batch-size <n>", "examples per batch", setting("batchSize", "--batch-size"))
+  .option("--max-length <n>", "longest example in tokens", setting("maxLength", "--max-length"))
+  .option("--seed <n>", "random seed", setting("seed", "--seed"))
+  .option("--choice <text>", "classify by scoring these completions (repeat)", list)
+  .option("--json", "print one JSON object")
+  .action(async (opts) => {
+    const settings = Object.fromEntries(["steps", "lr", "batchSize", "maxLength", "seed"].filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]));
+    const perMethod: Record<string, Record<string, unknown>> = {};
+    for (const pair of (opts.lrFor as string[] | undefined) ?? []) {
+      const [method, rate] = pair.split("=");
+      perMethod[method] = { lr: setting("lr", "--lr-for")(rate ?? "") };
+    }
+    const report = await compareMethods({
+      model: opts.model, data: opts.data, valid: opts.valid, output: opts.output, methods: opts.methods, settings, perMethod, choices: opts.choice,
+      onLog: (line) => process.stderr.write(line + "\n"),
+    });
+    printView(report, opts.json, compareView);
   });
 
 program

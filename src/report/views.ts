@@ -5,6 +5,7 @@
 import type { EvalReport, InspectReport, TrainSummary } from "../workflows.js";
 import type { TaskEvalResult } from "../eval/task.js";
 import type { AdapterSummary } from "./adapter-summary.js";
+import type { CompareReport } from "../eval/compare.js";
 import { formatDefault, formatPairs, formatTable, percent } from "./table.js";
 
 /** Soft, hard and no prompt as rows of one table, under a headline comparing their accuracy. */
@@ -86,4 +87,17 @@ export function showView(s: AdapterSummary): string {
     ["fingerprint of the base model", s.baseFingerprint?.slice(0, 16)],
     ["created", s.created],
   ]);
+}
+
+/** One row per method, and the bare model for reference; where the chart went. */
+export function compareView(report: CompareReport): string {
+  const table = formatTable(
+    ["method", "trainable params", "valid loss", "accuracy", "train s", "tokens/s", "adapter KiB"],
+    [
+      ...report.results.map((r) => [r.method, r.trainableParameters, r.validLoss, percent(r.accuracy), r.trainSeconds, Math.round(r.tokensPerSecond), r.adapterBytes / 1024]),
+      ["no prompt", 0, report.noPrompt.validLoss, percent(report.noPrompt.accuracy), null, null, null],
+    ],
+    { alignRight: [false, true, true, true, true, true, true] },
+  );
+  return `${table}\naccuracy against trainable parameters: ${report.chart}\n`;
 }

@@ -55,7 +55,7 @@ export function parseTrainConfig(input: Record<string, unknown>, source = "train
   const methodKeys = new Set(Object.keys(method.options.shape));
   const ownPart = Object.fromEntries(Object.entries(rest).filter(([k]) => !methodKeys.has(k)));
   const methodPart = Object.fromEntries(Object.entries(rest).filter(([k]) => methodKeys.has(k)));
-  const settings = parseWith(trainerSettingsSchema, ownPart, "config", { file: source });
+  const settings = parseWith(trainerSettingsSchema, { ...method.trainerDefaults, ...ownPart }, "config", { file: source });
   const methodOptions = parseWith(method.options, methodPart, "config", { file: source }) as Record<string, unknown>;
   return { ...settings, method: method.name, methodOptions };
 }

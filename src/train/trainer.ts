@@ -35,7 +35,10 @@ export interface TrainEvent {
   loss: number;
   lr: number;
   gradNorm: number;
+  /** Labelled tokens of the step over its wall time (evaluation and saving not included). */
   tokensPerSecond: number;
+  /** The step's wall time. */
+  seconds: number;
   validLoss?: number;
 }
 
@@ -188,7 +191,8 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
     state.step++;
     lastLoss = loss;
 
-    const event: TrainEvent = { step: state.step, totalSteps, epoch, loss, lr, gradNorm, tokensPerSecond: tokens / ((performance.now() - started) / 1000) };
+    const seconds = (performance.now() - started) / 1000;
+    const event: TrainEvent = { step: state.step, totalSteps, epoch, loss, lr, gradNorm, tokensPerSecond: tokens / seconds, seconds };
     const isLast = state.step === totalSteps;
     if (validator && (state.step % config.evalEvery === 0 || isLast)) {
       const { loss: validLoss } = await validator.evaluate(validBatches, params);
