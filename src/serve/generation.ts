@@ -166,12 +166,17 @@ function runRows(ctx: ServeContext, job: Job, prompt: Promise<PromptState> | und
       for (const t of tickets) t.cancel();
       reject(err);
     };
-    cancelAll = () => settle(new ServeError("request_timeout", "the request was cancelled"));
+    cancelAll = () => settle(new ServeError("request_timeout", "the client went away: its rows were cancelled"));
     const timer = setTimeout(
       () => settle(new ServeError("request_timeout", `the request took longer than this server's limit of ${ctx.limits.requestTimeoutMs} ms; ask for fewer tokens`)),
       ctx.limits.requestTimeoutMs,
     );
-    job.inputs.forEach((inputIds, p) => {
+    try {
+      job.inputs.forEach((inputIds, p) => submitChoices(inputIds, p));
+    } catch (err) {
+      settle(err); // e.g. the queue filled up half way: the rows already queued are cancelled
+    }
+    function submitChoices(inputIds: number[], p: number) {
       for (let i = 0; i < job.n; i++) {
         const index = p * job.n + i;
         const text = new TextStream(ctx.model.tokenizer, job.decode.stop);
@@ -198,7 +203,7 @@ function runRows(ctx: ServeContext, job: Job, prompt: Promise<PromptState> | und
           }),
         );
       }
-    });
+    }
   });
   return { done, cancel: () => cancelAll() };
 }

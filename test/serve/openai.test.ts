@@ -49,6 +49,15 @@ async function solo(request: GenerateRequest & { adapter?: string }): Promise<st
 
 const chatIds = (content: string) => model.tokenizer.encode(model.tokenizer.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }), { addSpecialTokens: false });
 
+/** A seed with which the bare model continues "1 " for 40 tokens without an EOS (a long row). */
+async function seedRunningToLimit(): Promise<number> {
+  const runsToLimit = async (seed: number) => (await generate(model.lm, model.tokenizer, [{ text: "1 ", maxNewTokens: 40, temperature: 1.5, seed }]))[0].finishReason === "length";
+  let seed = 0;
+  while (seed < 50 && !(await runsToLimit(seed))) seed++;
+  expect(seed).toBeLessThan(50);
+  return seed;
+}
+
 async function apiError(p: Promise<unknown>): Promise<APIError> {
   const err = await p.then(
     () => undefined,
@@ -211,12 +220,22 @@ describe("OpenAI-compatible server, official client", () => {
     expect(alien.message).toContain("another base model");
   });
 
+  it("a request arriving mid-stream joins the running batch: it is answered while the long row still runs", async () => {
+    const seed = await seedRunningToLimit();
+    const stream = await client.completions.create({ model: "base", prompt: "1 ", max_tokens: 40, temperature: 1.5, seed, stream: true });
+    const chunks = stream[Symbol.asyncIterator]();
+    let text = ((await chunks.next()).value as { choices: { text: string }[] }).choices[0].text;
+    const short = await client.completions.create({ model: "sort", prompt: "4 2 = ", max_tokens: 2, temperature: 0 });
+    const health = (await (await fetch(`${server.url}/healthz`)).json()) as { running: number };
+    expect(health.running).toBe(1); // the long row, still going
+    expect(short.choices[0].text).toBe(await solo({ adapter: "sort", text: "4 2 = ", maxNewTokens: 2, temperature: 0 }));
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) text += next.value.choices[0]?.text ?? "";
+    expect(text).toBe(await solo({ text: "1 ", maxNewTokens: 40, temperature: 1.5, seed }));
+  });
+
   it("a client that disconnects mid-stream cancels its rows", async () => {
-    // A seed whose row runs to its 40-token limit (no EOS): had it not been cancelled, it would count 40 tokens.
-    let seed = 0;
-    const runsToLimit = async (s: number) => (await generate(model.lm, model.tokenizer, [{ text: "1 ", maxNewTokens: 40, temperature: 1.5, seed: s }]))[0].finishReason === "length";
-    while (seed < 50 && !(await runsToLimit(seed))) seed++;
-    expect(seed).toBeLessThan(50);
+    // Had it not been cancelled, the row would count 40 tokens.
+    const seed = await seedRunningToLimit();
     const tokensBefore = metric(await metricsText(), /^softprompt_completion_tokens_total\{adapter="base"\}/);
     const abort = new AbortController();
     const stream = await client.completions.create({ model: "base", prompt: "1 ", max_tokens: 40, temperature: 1.5, seed, stream: true }, { signal: abort.signal });
