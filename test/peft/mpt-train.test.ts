@@ -106,7 +106,7 @@ describe("multi-task prompt tuning through train, generate and eval", () => {
     expect(unknown!.message).toMatch(/task "increment" is not one of this adapter's tasks: reverse, sort/);
     await expect(evaluate({ model: MODEL, adapter: output, task: "copy", data: exampleData("copy.valid") })).rejects.toThrow(/task "copy" is not one of this adapter's tasks/);
     const none = await errorOf(generateText({ model: MODEL, adapter: output, inputs: ["1 2 = "] }));
-    expect(none!.message).toMatch(/this adapter holds a prompt per task \(reverse, sort\); choose one with task/);
+    expect(none!.message).toMatch(/this adapter holds a prompt per task \(reverse, sort\); name the task to use/);
   });
 
   it("training data with a row without a task, or a task outside --tasks, is refused naming the file and line", async () => {

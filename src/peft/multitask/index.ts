@@ -71,7 +71,7 @@ export const multitaskPromptTuning: PeftMethod<MultitaskOptions, MultitaskConfig
 
   inferenceForm(config, params, task) {
     // One task needs no name; with several, the caller says which.
-    if (task === undefined && config.num_tasks > 1) fail("usage", `this adapter holds a prompt per task (${taskNames(config).join(", ")}); choose one with task`, { field: "task" });
+    if (task === undefined && config.num_tasks > 1) fail("usage", `this adapter holds a prompt per task (${taskNames(config).join(", ")}); name the task to use`, { field: "task" });
     return { kind: "embeddings", embeddings: taskPrompt(config, params, task === undefined ? 0 : taskIndex(config, task)) };
   },
 };
