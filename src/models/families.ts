@@ -7,5 +7,6 @@ import "./gpt2.js";
 import "./llama.js";
 import "./qwen3.js";
 import "./gemma.js";
+import "./gpt-neox.js";
 
 export { architectureFor, registeredModelTypes, type Architecture, type PositionKind, type TensorSpec } from "./registry.js";

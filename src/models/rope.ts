@@ -82,7 +82,7 @@ export function ropeFromBlock(params: RopeBlock, theta: number, fieldName: strin
  * The fraction of each head that rotates (GPT-NeoX, Phi-3): rope_parameters.partial_rotary_factor in
  * 5.x (or rope_scaling's), else the family's 4.x field (`legacy`), else `fallback`.
  */
-export function partialRotaryFactor(c: RopeRaw, legacy: number | null | undefined, fallback = 1): number {
+export function parsePartialRotary(c: RopeRaw, legacy: number | null | undefined, fallback = 1): number {
   return (c.rope_parameters ?? c.rope_scaling)?.partial_rotary_factor ?? legacy ?? fallback;
 }
 
