@@ -12,6 +12,7 @@ import { loadAdapter } from "../../src/peft/adapter.js";
 import { canonicalModules, lora } from "../../src/peft/lora/index.js";
 import { mergeLora } from "../../src/peft/lora/merge.js";
 import { prefixTuning } from "../../src/peft/prefix-tuning/index.js";
+import type { LoraConfig } from "../../src/peft/lora/config.js";
 import type { InferenceForm, Params } from "../../src/peft/method.js";
 import { Rng } from "../../src/util/rng.js";
 import { ARCHS, adapterDir, loadGoldenModel } from "../helpers/golden.js";
@@ -31,7 +32,7 @@ async function twoAdapters(lm: CausalLM, arch: string): Promise<[LoraPrompt, Lor
   const params: Params = await lora.initParams(options, ctx);
   const rng = new Rng(8);
   for (const [name, p] of params) if (name.endsWith(".lora_B")) p.data = Float32Array.from(p.data, () => rng.normal() * 0.2);
-  return [loraPrompt(lm, "peft", lora.inferenceForm(peft.config, peft.params)), loraPrompt(lm, "ours", lora.inferenceForm(config, params))];
+  return [loraPrompt(lm, "peft", lora.inferenceForm(peft.config as LoraConfig, peft.params)), loraPrompt(lm, "ours", lora.inferenceForm(config, params))];
 }
 
 async function goldenPrefix(arch: string): Promise<PrefixPrompt> {

@@ -8,7 +8,7 @@ import { arangePositions, attentionPattern, idsTensor } from "../../src/models/i
 import { Program } from "../../src/runtime/session.js";
 import { loadAdapter } from "../../src/peft/adapter.js";
 import { lora, canonicalModules } from "../../src/peft/lora/index.js";
-import { loraConfigSchema } from "../../src/peft/lora/config.js";
+import { type LoraConfig, loraConfigSchema } from "../../src/peft/lora/config.js";
 import { mergeLora } from "../../src/peft/lora/merge.js";
 import type { Params } from "../../src/peft/method.js";
 import { ARCHS, adapterDir, goldenIndex, loadGoldenModel, readCase, rows } from "../helpers/golden.js";
@@ -69,7 +69,7 @@ describe.each(ARCHS)("%s LoRA matches PEFT", (arch) => {
     const lm = await loadGoldenModel(arch);
     const golden = await readCase(arch, "lora");
     const adapter = await loadAdapter(adapterDir(arch, "lora"));
-    const form = lora.inferenceForm(adapter.config, adapter.params);
+    const form = lora.inferenceForm(adapter.config as LoraConfig, adapter.params);
     if (form.kind !== "lora") throw new Error("expected a LoRA form");
     const modules = canonicalModules(lm, form.modules);
     const merged = mergeLora(lm, modules);
