@@ -7,6 +7,7 @@
  * nothing before the tokens: its state carries the adapter, which the step programs apply to the row.
  */
 import { fail } from "../util/errors.js";
+import { checkPositions } from "./layout.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { arangePositions, attentionPattern } from "../models/inputs.js";
 import type { Tensor } from "../runtime/session.js";
@@ -78,6 +79,7 @@ export function checkSoftPrompt(lm: CausalLM, prompt: AdapterPrompt, field = "pr
     fail("usage", `soft prompt "${prompt.id}" has ${len} values, not a multiple of the model's hidden size ${d}`, { field });
   }
   if (len === 0) fail("usage", `soft prompt "${prompt.id}" has no virtual tokens`, { field });
+  checkPositions(lm, len / d - 1, field); // before its keys/values are computed
   for (let i = 0; i < len; i++) {
     if (!Number.isFinite(prompt.embeddings[i])) fail("usage", `soft prompt "${prompt.id}" holds a non-finite value at ${i}`, { field });
   }

@@ -108,7 +108,7 @@ function powerTicks(lo: number, hi: number): number[] {
 }
 
 function tickLabel(t: number): string {
-  return Math.abs(t) >= 1e5 ? t.toExponential(0).replace("e+", "e") : Number(t.toPrecision(6)).toString();
+  return Math.abs(t) >= 1e4 ? t.toExponential(0).replace("e+", "e") : Number(t.toPrecision(6)).toString();
 }
 
 function escape(text: string): string {
