@@ -8,5 +8,6 @@ import "./llama.js";
 import "./qwen3.js";
 import "./gemma.js";
 import "./gpt-neox.js";
+import "./olmo2.js";
 
 export { architectureFor, registeredModelTypes, type Architecture, type PositionKind, type TensorSpec } from "./registry.js";
