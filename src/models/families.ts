@@ -9,5 +9,6 @@ import "./qwen3.js";
 import "./gemma.js";
 import "./gpt-neox.js";
 import "./olmo2.js";
+import "./phi3.js";
 
 export { architectureFor, registeredModelTypes, type Architecture, type PositionKind, type TensorSpec } from "./registry.js";
