@@ -10,5 +10,6 @@ import "./gemma.js";
 import "./gpt-neox.js";
 import "./olmo2.js";
 import "./phi3.js";
+import "./smollm3.js";
 
 export { architectureFor, registeredModelTypes, type Architecture, type PositionKind, type TensorSpec } from "./registry.js";
