@@ -279,7 +279,7 @@ describe("config errors name the file, the field and what was expected", () => {
   it("unknown model_type lists the supported ones", () => {
     const err = configError({ ...smolLM2, model_type: "bert" });
     expect(err.message).toBe(
-      'model/config.json, field "model_type": model_type "bert" is not supported; supported: gpt2, llama, mistral, qwen2',
+      'model/config.json, field "model_type": model_type "bert" is not supported; supported: gemma2, gemma3_text, gpt2, gpt_neox, llama, mistral, olmo2, phi3, qwen2, qwen3, smollm3',
     );
   });
 
@@ -302,7 +302,7 @@ describe("config errors name the file, the field and what was expected", () => {
   it("unsupported rope type", () => {
     const err = configError({ ...smolLM2, rope_scaling: { rope_type: "yarn", factor: 4 } });
     expect(err.message).toBe(
-      'model/config.json, field "rope_scaling.rope_type": rope type "yarn" is not supported; supported: default, llama3',
+      'model/config.json, field "rope_scaling.rope_type": rope type "yarn" is not supported; supported: default, linear, llama3',
     );
   });
 

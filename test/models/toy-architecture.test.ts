@@ -268,7 +268,7 @@ describe("a toy architecture registered from a test", () => {
 
   it("an unknown model_type lists every registered one, the toy included", () => {
     expect(() => parseModelConfig({ model_type: "bert" }, "model/config.json")).toThrow(
-      'model/config.json, field "model_type": model_type "bert" is not supported; supported: gpt2, llama, mistral, qwen2, toy-lm',
+      'model/config.json, field "model_type": model_type "bert" is not supported; supported: gemma2, gemma3_text, gpt2, gpt_neox, llama, mistral, olmo2, phi3, qwen2, qwen3, smollm3, toy-lm',
     );
   });
 });
