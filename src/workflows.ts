@@ -17,7 +17,8 @@ import { parseTrainConfig, type TrainerSettings } from "./train/config.js";
 import { trainAdapter, type TrainEvent, type TrainResult } from "./train/trainer.js";
 import { generate, type AdapterPrompt, type Generation } from "./infer/generate.js";
 import { writeLossCurve } from "./report/loss-curve.js";
-import { canonicalModules } from "./peft/lora/index.js";
+import { canonicalModules, checkLoraAdapter } from "./peft/lora/index.js";
+import type { LoraConfig } from "./peft/lora/config.js";
 import { mergeLora } from "./peft/lora/merge.js";
 import { isLoraPrompt } from "./infer/lora.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
@@ -53,6 +54,7 @@ export async function loadSoftPrompt(adapterDir: string, model: Model, modelName
     case "past":
       return { adapter, prompt: { id, numVirtual: form.numVirtual, layers: form.layers }, numVirtual: form.numVirtual, warnings };
     case "lora":
+      checkLoraAdapter(model.lm, adapter.config as LoraConfig, adapter.params, adapterDir);
       return { adapter, prompt: { id, modules: canonicalModules(model.lm, form.modules) }, numVirtual: 0, warnings };
   }
 }

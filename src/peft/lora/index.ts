@@ -7,7 +7,6 @@
  */
 import { fail } from "../../util/errors.js";
 import { Rng } from "../../util/rng.js";
-import type { Value } from "../../graph/ir.js";
 import type { CausalLM } from "../../models/causal-lm.js";
 import { registerMethod, type Param, type Params, type PeftMethod } from "../method.js";
 import { ALL_LINEAR, DEFAULT_TARGETS, type LoraConfig, type LoraOptions, loraConfigSchema, loraOptionsSchema } from "./config.js";
@@ -88,16 +87,8 @@ export const lora: PeftMethod<LoraOptions, LoraConfig> = {
   },
 
   adapt(config, params, lm) {
-    const targets = configTargets(config, lm);
-    checkModules(targets, [...params.keys()], "the adapter's tensors");
-    const factors = new Map<string, { a: Value; b: Value }>();
-    for (const t of targets) {
-      const a = params.get(t.key + A)!;
-      const b = params.get(t.key + B)!;
-      const fits = a.shape[1] === t.inFeatures && b.shape[0] === t.outFeatures && a.shape[0] === config.r && b.shape[1] === config.r;
-      if (!fits) fail("adapter", `lora_A [${a.shape.join(", ")}] / lora_B [${b.shape.join(", ")}] do not fit ${t.key}: expected [${config.r}, ${t.inFeatures}] / [${t.outFeatures}, ${config.r}]`, { tensor: peftName(t.key, "A") });
-      factors.set(t.module, { a, b });
-    }
+    const shapes = new Map([...params].map(([name, v]) => [name, { shape: v.shape as number[] }]));
+    const factors = new Map(checkLoraAdapter(lm, config, shapes).map((t) => [t.module, { a: params.get(t.key + A)!, b: params.get(t.key + B)! }]));
     return { hooks: loraHooks(factors, loraScale(config)), feeds: () => ({}) };
   },
 
@@ -156,21 +147,26 @@ function optionTargets(options: LoraOptions, lm: CausalLM): string[] {
   return [...given];
 }
 
-/** The config's targets on this model, its rank checked against them. */
-function configTargets(config: LoraConfig, lm: CausalLM): Target[] {
-  const targets = resolveTargets(lm, config, { field: "target_modules", excludeField: "exclude_modules" });
-  checkRank(config.r, targets, { field: "r" });
-  return targets;
-}
-
-/** The adapter must hold a pair for exactly the modules its config targets on this model. */
-function checkModules(targets: readonly Target[], names: readonly string[], what: string): void {
-  const held = new Set(names.filter((n) => n.endsWith(A)).map((n) => n.slice(0, -A.length)));
+/**
+ * A LoRA adapter against a model: its target_modules must pick projections the model has, its rank fit
+ * them, and its tensors be one [r, in] / [out, r] pair for exactly those modules. Returns the targets.
+ */
+export function checkLoraAdapter(lm: CausalLM, config: LoraConfig, params: ReadonlyMap<string, { shape: readonly number[] }>, file?: string): Target[] {
+  const targets = resolveTargets(lm, config, { file, field: "target_modules", excludeField: "exclude_modules" });
+  checkRank(config.r, targets, { file, field: "r" });
+  const held = new Set([...params.keys()].filter((n) => n.endsWith(A)).map((n) => n.slice(0, -A.length)));
   const wanted = new Set(targets.map((t) => t.key));
   const missing = [...wanted].filter((k) => !held.has(k));
   const extra = [...held].filter((k) => !wanted.has(k));
-  if (missing.length > 0) fail("adapter", `${what} lack lora_A/lora_B for ${missing.join(", ")}, which target_modules picks on this model`, { field: "target_modules" });
-  if (extra.length > 0) fail("adapter", `${what} hold lora_A/lora_B for ${extra.join(", ")}, which target_modules does not pick on this model`, { field: "target_modules" });
+  if (missing.length > 0) fail("adapter", `no lora_A/lora_B for ${missing.join(", ")}, which target_modules picks on this model`, { file, field: "target_modules" });
+  if (extra.length > 0) fail("adapter", `lora_A/lora_B for ${extra.join(", ")}, which target_modules does not pick on this model`, { file, field: "target_modules" });
+  for (const t of targets) {
+    const [a, b] = [params.get(t.key + A)!.shape, params.get(t.key + B)!.shape];
+    if (a[0] !== config.r || a[1] !== t.inFeatures || b[0] !== t.outFeatures || b[1] !== config.r) {
+      fail("adapter", `lora_A [${a.join(", ")}] / lora_B [${b.join(", ")}] do not fit ${t.key}: expected [${config.r}, ${t.inFeatures}] / [${t.outFeatures}, ${config.r}]`, { file, tensor: peftName(t.key, "A") });
+    }
+  }
+  return targets;
 }
 
 /** Canonical module names of a LoRA inference form (PEFT keys) on a model: what the forward's hook is called with. */

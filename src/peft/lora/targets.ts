@@ -57,7 +57,8 @@ export function resolveTargets(lm: CausalLM, spec: { target_modules: Spec; exclu
   const all = projections(lm).map((p) => ({ ...p, key: peftKey(lm, p.module) }));
   const matched = all.filter((t) => matchesSpec(spec.target_modules, t.key, place.field, place.file));
   if (matched.length === 0) {
-    fail("config", `${JSON.stringify(spec.target_modules)} matches no module of this model; it has ${describeModules(lm)}, or "${ALL_LINEAR}"`, { file: place.file, field: place.field });
+    const asRegex = typeof spec.target_modules === "string" ? " (one string is a regular expression over the whole name, as in PEFT; a list takes names and suffixes)" : "";
+    fail("config", `${JSON.stringify(spec.target_modules)} matches no module of this model${asRegex}; it has ${describeModules(lm)}, or "${ALL_LINEAR}"`, { file: place.file, field: place.field });
   }
   const exclude = spec.exclude_modules;
   const kept = exclude == null ? matched : matched.filter((t) => !matchesSpec(exclude, t.key, place.excludeField, place.file));
