@@ -71,7 +71,7 @@ describe.each(ARCHS)("%s: LoRA rows in mixed batches", (arch) => {
     const cache = new PromptCache(lm);
     const engine = new GenerationEngine(lm);
     const plans = [
-      { at: 0, request: { inputIds: INPUTS[0], prompt: first, maxNewTokens: 3 } },
+      { at: 0, request: { inputIds: INPUTS[0], prompt: first, maxNewTokens: 6 } }, // decodes beside the second adapter from step 3
       { at: 0, request: { inputIds: INPUTS[2], prompt: randomPrompt("soft", 2, lm.config.hiddenSize, 3), maxNewTokens: 7 } },
       { at: 2, request: { inputIds: INPUTS[1], prompt: second, maxNewTokens: 5 } },
       { at: 4, request: { inputIds: INPUTS[3], maxNewTokens: 4 } },
