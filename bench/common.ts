@@ -22,6 +22,41 @@ export const SHAPES: Record<string, Record<string, unknown>> = {
     rms_norm_eps: 1e-5,
     tie_word_embeddings: true,
   },
+  // Qwen/Qwen3-0.6B's config.json (4.x), bfloat16 on the hub.
+  "qwen3-0.6b": {
+    model_type: "qwen3",
+    hidden_size: 1024,
+    num_hidden_layers: 28,
+    num_attention_heads: 16,
+    num_key_value_heads: 8,
+    head_dim: 128,
+    intermediate_size: 3072,
+    vocab_size: 151936,
+    max_position_embeddings: 40960,
+    rope_theta: 1000000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: true,
+    torch_dtype: "bfloat16",
+  },
+  // google/gemma-3-270m's config.json (4.x), bfloat16 on the hub.
+  "gemma3-270m": {
+    model_type: "gemma3_text",
+    hidden_size: 640,
+    num_hidden_layers: 18,
+    num_attention_heads: 4,
+    num_key_value_heads: 1,
+    head_dim: 256,
+    intermediate_size: 2048,
+    vocab_size: 262144,
+    max_position_embeddings: 32768,
+    query_pre_attn_scalar: 256,
+    sliding_window: 512,
+    rope_theta: 1000000,
+    rope_local_base_freq: 10000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: true,
+    torch_dtype: "bfloat16",
+  },
 };
 
 export function shapeConfig(name: string): ModelConfig {

@@ -171,7 +171,9 @@ export function llama(config: LlamaConfig, weights: Weights): CausalLM {
     embed: (ids) => o.gather(w("model.embed_tokens.weight"), ids, 0),
     forward({ inputsEmbeds, positions, allowed, past, hooks }: ForwardArgs): ForwardResult {
       const rope = nn.rotaryTables(positions, invFreq); // shared by every layer, as is the mask
-      const mask = new nn.AttentionMask(allowed);
+      const full = new nn.AttentionMask(allowed, positions, past !== undefined);
+      const window = config.family.slidingWindow;
+      const mask = window === null ? full : full.window(window); // Mistral's window is on every layer
       const linear = hookedLinear(weights, "out_in", hooks);
       return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, linear, rope, mask, kv), (h) =>
         rmsNorm(weights, "model.norm", h, eps),

@@ -32,6 +32,7 @@ const FAMILIES = [
   { family: "phi3", cls: "Phi3ForCausalLM", projections: (i: number) => ["self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"].map((m) => `model.layers.${i}.${m}`) },
   { family: "smollm3", cls: "SmolLM3ForCausalLM", projections: llamaProjections },
   { family: "gemma2", cls: "Gemma2ForCausalLM", projections: llamaProjections },
+  { family: "mistral", cls: "MistralForCausalLM", projections: llamaProjections },
 ] as const;
 
 function llamaProjections(i: number): string[] {
