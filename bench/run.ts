@@ -1,4 +1,4 @@
-// `npm run bench -- [engine] [load] [train]`: runs the named benchmarks (all by default), each in a
+// `npm run bench -- [engine] [load] [train] [serve]`: runs the named benchmarks (all by default), each in a
 // process of its own so peak-memory numbers do not mix, and writes each result to bench/results/<name>.json.
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -11,6 +11,7 @@ const benches: Record<string, () => Promise<object>> = {
   engine: async () => (await import("./engine.js")).benchEngine(),
   load: async () => (await import("./load.js")).benchLoad(),
   train: async () => (await import("./train.js")).benchTrain(),
+  serve: async () => (await import("./serve.js")).benchServe(),
 };
 
 const ortVersion = () => (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string }).version;

@@ -1,0 +1,299 @@
+// The serving benchmark (`npm run bench -- serve`): `startServer` on loopback with 4 adapters, driven by the official
+// openai client with 1, 8 and 32 concurrent clients over the same requests (greedy, streamed), on the tiny example
+// model (4 soft prompts trained here) and on the GPT-2-small shape (random weights, 4 untrained soft prompts). Per level:
+// output tokens/s, time to first token and latency p50/p99; 1 client is the requests served one at a time, and every
+// answer at 8 and 32 must equal its one-at-a-time answer (none lost, mixed up or cut short). Target: 32 clients give
+// ≥ 4× the one-at-a-time throughput. Every request has a timeout and every level a deadline. The server runs in a
+// child process of its own (`bench/serve.ts --child MODEL REGISTRY`), so the clients' work is not on its event loop.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, promises as fsp } from "node:fs";
+import { createInterface } from "node:readline";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import OpenAI from "openai";
+import { addAdapter, startServer } from "../src/serve/index.js";
+import { train } from "../src/workflows.js";
+import { buildModel } from "../src/models/build.js";
+import { methodByName, saveAdapter, baseFingerprint, BASE_FINGERPRINT } from "../src/peft/index.js";
+import { loadTokenizer } from "../src/tokenizer/index.js";
+import { writeSafetensors } from "../src/formats/safetensors.js";
+import { tensorSpec } from "../src/models/checkpoint.js";
+import { Rng } from "../src/util/rng.js";
+import { DEMO_SETTINGS } from "../examples/demo.js";
+import { TASKS } from "../examples/tasks.js";
+import { median, peakRssMb, randomWeights, SHAPES, shapeConfig } from "./common.js";
+
+const CLIENTS = [1, 8, 32] as const;
+const TARGET_SPEEDUP = 4;
+const REQUEST_TIMEOUT_MS = 120_000;
+const LEVEL_DEADLINE_MS = 300_000;
+const SERVER_START_MS = 180_000;
+const SELF = fileURLToPath(import.meta.url);
+
+// Child mode: serve until the parent closes stdin, then finish what runs and report the server's peak memory.
+if (process.argv[1] === SELF && process.argv[2] === "--child") {
+  const server = await startServer({ model: process.argv[3], adapters: process.argv[4], rescanMs: 0, log: () => {} });
+  process.stdout.write(JSON.stringify({ url: server.url }) + "\n");
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.once("close", resolve));
+  await server.close();
+  process.stdout.write(JSON.stringify({ peak_rss_mb: Math.round(peakRssMb()) }) + "\n");
+  process.exit(0);
+}
+
+interface Request {
+  model: string;
+  prompt: string;
+  max_tokens: number;
+}
+
+interface Outcome {
+  text: string;
+  finish: string | null;
+  tokens: number;
+  /** Milliseconds from sending to the first text, and to the end. */
+  ttftMs: number;
+  latencyMs: number;
+  error?: string;
+}
+
+interface Workload {
+  shape: string;
+  modelDir: string;
+  registry: string;
+  adapters: string[];
+  requests: Request[];
+}
+
+/** One streamed completion; failures are recorded, not thrown, so a lost request is counted. */
+async function complete(client: OpenAI, request: Request): Promise<Outcome> {
+  const t0 = performance.now();
+  const outcome: Outcome = { text: "", finish: null, tokens: 0, ttftMs: Number.NaN, latencyMs: Number.NaN };
+  try {
+    const stream = await client.completions.create(
+      { ...request, temperature: 0, stream: true, stream_options: { include_usage: true } },
+      { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), maxRetries: 0 },
+    );
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      if (choice?.text) {
+        if (outcome.text === "") outcome.ttftMs = performance.now() - t0;
+        outcome.text += choice.text;
+      }
+      if (choice?.finish_reason) outcome.finish = choice.finish_reason;
+      if (chunk.usage) outcome.tokens = chunk.usage.completion_tokens;
+    }
+  } catch (err) {
+    outcome.error = (err as Error).message;
+  }
+  outcome.latencyMs = performance.now() - t0;
+  return outcome;
+}
+
+/** All requests through `clients` concurrent clients, each taking the next request when its last one is answered. */
+async function runLevel(client: OpenAI, requests: readonly Request[], clients: number) {
+  const outcomes: (Outcome | undefined)[] = new Array(requests.length);
+  const deadline = performance.now() + LEVEL_DEADLINE_MS;
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < requests.length && performance.now() < deadline) {
+      const i = next++;
+      outcomes[i] = await complete(client, requests[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, worker));
+  return { outcomes, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** The value below which a fraction q of the values lie (nearest rank). */
+function percentile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+function summarize(outcomes: readonly (Outcome | undefined)[], seconds: number) {
+  const ok = outcomes.filter((o): o is Outcome => o !== undefined && o.error === undefined);
+  const tokens = ok.reduce((sum, o) => sum + o.tokens, 0);
+  const ms = (xs: number[]) => ({ p50: Math.round(percentile(xs, 0.5)), p99: Math.round(percentile(xs, 0.99)) });
+  return {
+    completed: ok.length,
+    output_tokens: tokens,
+    seconds: Number(seconds.toFixed(2)),
+    tokens_per_s: Number((tokens / seconds).toFixed(1)),
+    ttft_ms: ms(ok.map((o) => o.ttftMs).filter(Number.isFinite)),
+    latency_ms: ms(ok.map((o) => o.latencyMs)),
+  };
+}
+
+/** Against the one-at-a-time answers: requests with no answer, that stopped early (a prefix of the answer), or with another text. */
+function compare(reference: readonly (Outcome | undefined)[], outcomes: readonly (Outcome | undefined)[]) {
+  const counts = { lost: 0, mixed_up: 0, cut_short: 0 };
+  const examples: string[] = [];
+  outcomes.forEach((o, i) => {
+    const ref = reference[i]!;
+    let fault: keyof typeof counts | undefined;
+    if (o === undefined || o.error !== undefined) fault = "lost";
+    else if (o.text === ref.text && o.finish === ref.finish && o.tokens === ref.tokens) fault = undefined;
+    else fault = ref.text.startsWith(o.text) && o.tokens < ref.tokens ? "cut_short" : "mixed_up";
+    if (fault === undefined) return;
+    counts[fault]++;
+    const got = o === undefined ? "never sent (level deadline)" : (o.error ?? `${JSON.stringify(o.text)} (${o.finish}, ${o.tokens} tokens)`);
+    if (examples.length < 3) examples.push(`request ${i} ${fault}: ${got}; alone ${JSON.stringify(ref.text)} (${ref.finish}, ${ref.tokens} tokens)`);
+  });
+  return { ...counts, ...(examples.length > 0 ? { examples } : {}) };
+}
+
+/** The server in a child process; `stop` closes it gracefully and returns its peak memory. */
+async function startChildServer(modelDir: string, registry: string) {
+  const child = spawn(process.execPath, ["--import", "tsx", SELF, "--child", modelDir, registry], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const nextLine = async (ms: number, what: string): Promise<Record<string, unknown>> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the server did not ${what} within ${ms / 1000} s`)), ms)));
+    try {
+      const line = await Promise.race([lines.next(), timeout]);
+      if (line.done) throw new Error(`the server exited before it could ${what} (code ${child.exitCode})`);
+      return JSON.parse(line.value) as Record<string, unknown>;
+    } catch (err) {
+      child.kill("SIGKILL");
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const { url } = (await nextLine(SERVER_START_MS, "start")) as { url: string };
+  return {
+    url,
+    stop: async () => {
+      child.stdin.end();
+      return (await nextLine(REQUEST_TIMEOUT_MS, "close")) as { peak_rss_mb: number };
+    },
+  };
+}
+
+async function benchWorkload(w: Workload) {
+  const server = await startChildServer(w.modelDir, w.registry);
+  let serverMemory: { peak_rss_mb: number } | undefined;
+  try {
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: REQUEST_TIMEOUT_MS });
+    // Warm-up: each adapter's keys/values computed and cached, the engine's programs compiled at a small and a full batch.
+    await runLevel(client, w.adapters.map((model) => ({ model, prompt: w.requests[0].prompt, max_tokens: 2 })), 1);
+    await runLevel(client, w.requests.slice(0, 32).map((r) => ({ ...r, max_tokens: 2 })), 32);
+
+    const levels: Record<string, object> = {};
+    let reference: (Outcome | undefined)[] = [];
+    let alone = 0;
+    for (const clients of CLIENTS) {
+      const { outcomes, seconds } = await runLevel(client, w.requests, clients);
+      const summary = summarize(outcomes, seconds);
+      if (clients === 1) [reference, alone] = [outcomes, summary.tokens_per_s];
+      levels[`clients_${clients}`] = {
+        clients,
+        ...summary,
+        speedup_vs_one_at_a_time: Number((summary.tokens_per_s / alone).toFixed(2)),
+        ...(clients === 1 ? { lost: outcomes.filter((o) => o === undefined || o.error !== undefined).length } : compare(reference, outcomes)),
+      };
+      console.error(`${w.shape}: ${clients} clients: ${JSON.stringify(levels[`clients_${clients}`])}`);
+    }
+    const top = levels[`clients_${CLIENTS.at(-1)}`] as { speedup_vs_one_at_a_time: number; lost: number; mixed_up: number; cut_short: number };
+    serverMemory = await server.stop();
+    return {
+      server_peak_rss_mb: serverMemory.peak_rss_mb,
+      requests: w.requests.length,
+      adapters: w.adapters,
+      max_tokens: w.requests[0].max_tokens,
+      prompt_tokens_median: median(w.requests.map((r) => r.prompt.trim().split(/\s+/).length)),
+      levels,
+      target: `throughput with ${CLIENTS.at(-1)} clients ≥ ${TARGET_SPEEDUP}× one at a time, nothing lost, mixed up or cut short`,
+      meets_target: top.speedup_vs_one_at_a_time >= TARGET_SPEEDUP && top.lost + top.mixed_up + top.cut_short === 0,
+    };
+  } finally {
+    if (serverMemory === undefined) await server.stop().catch(() => undefined);
+  }
+}
+
+/** The tiny example model with one soft prompt per task, trained here as the demo trains them; inputs like "3 1 4 1 5 = ". */
+async function tinyWorkload(work: string): Promise<Workload> {
+  const modelDir = fileURLToPath(new URL("../examples/models/tiny-tasks", import.meta.url));
+  const registry = join(work, "tiny-registry");
+  for (const task of TASKS) {
+    const data = (split: string) => fileURLToPath(new URL(`../examples/data/${task}.${split}.jsonl`, import.meta.url));
+    const output = join(work, "tiny-adapters", task);
+    await train({ ...DEMO_SETTINGS, model: modelDir, data: data("train"), valid: data("valid"), output });
+    await addAdapter({ root: registry, name: task, source: output });
+  }
+  const rng = new Rng(11);
+  const requests = Array.from({ length: 96 }, (_, i) => {
+    const digits = Array.from({ length: 3 + rng.int(4) }, () => rng.int(10));
+    return { model: TASKS[i % TASKS.length], prompt: `${digits.join(" ")} = `, max_tokens: 8 };
+  });
+  return { shape: "tiny-tasks", modelDir, registry, adapters: [...TASKS], requests };
+}
+
+/**
+ * A GPT-2-small-shaped model folder (random weights as the other benchmarks use, a word-level tokenizer of the
+ * full 50257-token vocabulary: "w0" … "w50255", <|endoftext|>) and 4 soft prompts of 20 vectors drawn from its vocabulary.
+ */
+async function gpt2SmallWorkload(work: string): Promise<Workload> {
+  const modelDir = join(work, "gpt2-small");
+  const config = shapeConfig("gpt2-small");
+  const eos = config.vocabSize - 1;
+  await fsp.mkdir(modelDir, { recursive: true });
+  await fsp.writeFile(join(modelDir, "config.json"), JSON.stringify({ ...SHAPES["gpt2-small"], bos_token_id: eos, eos_token_id: eos }));
+  const vocab: Record<string, number> = { "<|endoftext|>": eos };
+  for (let id = 0; id < eos; id++) vocab[`w${id}`] = id;
+  const eosToken = { id: eos, content: "<|endoftext|>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+  await fsp.writeFile(join(modelDir, "tokenizer.json"), JSON.stringify({
+    version: "1.0", truncation: null, padding: null, added_tokens: [eosToken], normalizer: null,
+    pre_tokenizer: { type: "WhitespaceSplit" }, post_processor: null, decoder: null,
+    model: { type: "WordLevel", vocab, unk_token: "<|endoftext|>" },
+  }));
+  await fsp.writeFile(join(modelDir, "tokenizer_config.json"), JSON.stringify({ eos_token: "<|endoftext|>", bos_token: "<|endoftext|>", add_bos_token: false, tokenizer_class: "PreTrainedTokenizerFast" }));
+  const weights = randomWeights(config);
+  const shapes = new Map(tensorSpec(config).map((t) => [t.name, t.shape]));
+  await writeSafetensors(join(modelDir, "model.safetensors"), Object.fromEntries([...weights].map(([name, data]) => [name, { dtype: "F32" as const, shape: shapes.get(name)!, data }])));
+
+  // Random soft prompts, saved as prompt-tuning adapters with this model's fingerprint.
+  const lm = buildModel(config, weights);
+  const tokenizer = await loadTokenizer(modelDir);
+  const method = methodByName("prompt");
+  const options = method.options.parse({ numVirtualTokens: 20 }); // vocabulary init: each prompt 20 rows of the table
+  const registry = join(work, "gpt2-registry");
+  const adapters = ["alpha", "beta", "gamma", "delta"];
+  const rng = new Rng(5);
+  for (const name of adapters) {
+    const dir = join(work, "gpt2-adapters", name);
+    const ctx = { lm, tokenizer, baseModelName: modelDir, seed: rng.int(1 << 30) };
+    await saveAdapter(dir, {
+      method,
+      config: method.makeConfig(options, ctx),
+      params: await method.initParams(options, ctx),
+      metadata: { [BASE_FINGERPRINT]: baseFingerprint(lm.weights.tensor(lm.embeddingName).data) },
+    });
+    await addAdapter({ root: registry, name, source: dir });
+  }
+  const requests = Array.from({ length: 32 }, (_, i) => ({
+    model: adapters[i % adapters.length],
+    prompt: Array.from({ length: 16 }, () => `w${rng.int(eos)}`).join(" "),
+    max_tokens: 16,
+  }));
+  return { shape: "gpt2-small", modelDir, registry, adapters, requests };
+}
+
+export async function benchServe() {
+  const work = mkdtempSync(join(tmpdir(), "softprompt-bench-serve-"));
+  try {
+    const tiny = await benchWorkload(await tinyWorkload(work));
+    const gpt2 = await benchWorkload(await gpt2SmallWorkload(work));
+    return {
+      note: "loopback, greedy, streamed (openai client; the server in a process of its own); 1 client = the requests served one at a time; on a shared machine, so absolute numbers are noisy",
+      "tiny-tasks": tiny,
+      "gpt2-small": gpt2,
+      clients_peak_rss_mb: Math.round(peakRssMb()),
+    };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
