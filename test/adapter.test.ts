@@ -70,8 +70,8 @@ describe("PEFT prompt-tuning adapters", () => {
     writeFileSync(join(dir, "adapter_model.safetensors"), readFileSync(join(peftDir, "adapter_model.safetensors")));
     await expectError(/adapter_config.json: not valid JSON/);
     const config = JSON.parse(readFileSync(join(peftDir, "adapter_config.json"), "utf8"));
-    writeFileSync(join(dir, "adapter_config.json"), JSON.stringify({ ...config, peft_type: "LORA" }));
-    await expectError(/field "peft_type": peft_type "LORA" is not supported/);
+    writeFileSync(join(dir, "adapter_config.json"), JSON.stringify({ ...config, peft_type: "IA3" }));
+    await expectError(/field "peft_type": peft_type "IA3" is not supported/);
     writeFileSync(join(dir, "adapter_config.json"), JSON.stringify({ ...config, num_virtual_tokens: 6 }));
     await expectError(/tensor "prompt_embeddings": shape \[5, 64\] does not match the config's \[6, 64\]/);
     writeFileSync(join(dir, "adapter_config.json"), JSON.stringify(config));
