@@ -20,11 +20,11 @@ import type { Tensor } from "../runtime/session.js";
 import type { Adaptation } from "../peft/method.js";
 
 export interface LossGraph {
-  /** Mean cross-entropy over labelled tokens. */
+  /** The loss: a mean over `count` units (labelled tokens for the LM loss). */
   loss: Value;
   /** [B, n + T, d] after the final norm. */
   hidden: Value;
-  /** How many labelled tokens the batch has (as float): the weight of this batch's mean. */
+  /** How many units the batch's mean is over (as float): the weight of this batch's mean. */
   count: Value;
   /** Virtual tokens before the text (0 without them). */
   numVirtual: number;
@@ -37,8 +37,46 @@ export type VirtualAs = "embeds" | "past";
 /** What `lossFeeds` needs to know of the virtual tokens: a count (embeddings), or a loss graph's. */
 export type VirtualTokens = number | Pick<LossGraph, "numVirtual" | "virtualAs">;
 
-/** The loss graph of the model with `adaptation` (none: the bare model); feed it with `lossFeeds`. */
-export function lossGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks">): LossGraph {
+/**
+ * What the trainer minimises, as a seam: an objective builds its loss from the model's forward (see
+ * `forwardGraph`) and declares its own per-batch inputs, which its `feeds` fill. The LM cross-entropy is
+ * the default (`lmObjective`); distillation's KL (src/distill) is another. Whatever an objective adds, its
+ * loss is a mean over `count` units (tokens, positions), so batches combine weighted by their counts.
+ */
+export interface Objective {
+  /** Recorded in the checkpoint: a resume with another objective is refused. */
+  readonly name: string;
+  /** Settings that change what is learned (weights, sources of targets), checked on resume like the trainer's. */
+  readonly settings?: Readonly<Record<string, unknown>>;
+  /** The loss graph of the model with `adaptation` (none: the bare model). */
+  graph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks">): LossGraph;
+  /** Every feed of `graph`'s own inputs (the text, positions, labels, and whatever the objective declared) for one batch. */
+  feeds(batch: Batch<ArrayLike<number>>, graph: LossGraph): Record<string, Tensor>;
+}
+
+/** The language-model objective: mean cross-entropy of the labelled tokens. */
+export const lmObjective: Objective = {
+  name: "lm",
+  graph: (lm, adaptation) => lossGraph(lm, adaptation),
+  feeds: (batch, graph) => lossFeeds(batch, graph),
+};
+
+/** The forward every objective starts from: hidden states, and those at the labelled positions only. */
+export interface ForwardGraph {
+  /** [B, n + T, d] after the final norm. */
+  hidden: Value;
+  /** [M, d]: the hidden state at each position that predicts a label, in `lossFeeds`' order (row by row). */
+  picked: Value;
+  /** [M] int64: the label each picked position predicts. */
+  labelTargets: Value;
+  /** How many labelled tokens the batch has (as float). */
+  count: Value;
+  numVirtual: number;
+  virtualAs: VirtualAs;
+}
+
+/** The model's forward with `adaptation`, over the inputs `lossFeeds` fills; objectives build their losses on it. */
+export function forwardGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks">): ForwardGraph {
   const ids = o.input("input_ids", "int64", ["batch", "seq"]);
   const virtual = adaptation?.virtualEmbeds;
   const prefix = adaptation?.past;
@@ -57,8 +95,14 @@ export function lossGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEm
   const past = prefix === undefined ? undefined : broadcastPast(prefix, ids);
   const { hidden } = lm.forward({ inputsEmbeds, positions, allowed, past, hooks: adaptation?.hooks });
   const picked = o.gather(o.reshape(hidden, [-1, lm.config.hiddenSize]), labelPositions, 0); // [M, d]: only labelled positions
-  const loss = nn.crossEntropy(lm.lmHead(picked), labelTargets);
   const count = o.cast(o.reduceSum(o.cast(o.greater(labelTargets, -1), "int64"), [0]), "float32");
+  return { hidden, picked, labelTargets, count, numVirtual, virtualAs };
+}
+
+/** The loss graph of the model with `adaptation` (none: the bare model); feed it with `lossFeeds`. */
+export function lossGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks">): LossGraph {
+  const { hidden, picked, labelTargets, count, numVirtual, virtualAs } = forwardGraph(lm, adaptation);
+  const loss = nn.crossEntropy(lm.lmHead(picked), labelTargets);
   return { loss, hidden, count, numVirtual, virtualAs };
 }
 

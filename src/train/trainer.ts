@@ -21,9 +21,9 @@ import { type Feeds, Program } from "../runtime/session.js";
 import { BASE_FINGERPRINT, baseFingerprint, saveAdapter } from "../peft/adapter.js";
 import { type Params, methodByName } from "../peft/method.js";
 import { writeSafetensors, SafetensorsFile } from "../formats/safetensors.js";
-import { LossEvaluator, paramInputs } from "../eval/loss.js";
+import { paramInputs } from "../eval/loss.js";
 import type { TrainConfig } from "./config.js";
-import { checkFitsContext, lossFeeds, lossGraph } from "./objective.js";
+import { type Objective, checkFitsContext, lmObjective } from "./objective.js";
 import { Adafactor, AdamW, type Optimizer } from "./optim.js";
 import { learningRate } from "./schedule.js";
 import { assertFinite, clipGradNorm } from "./clip.js";
@@ -58,6 +58,8 @@ export interface TrainRun {
   overwrite?: boolean;
   /** What the data came from (e.g. {"--data": sha256 of the file}), checked on resume beside the tokenized data itself. */
   fingerprints?: Record<string, string>;
+  /** What to minimise (default: the LM cross-entropy on the labelled tokens); validation uses it too. */
+  objective?: Objective;
   /** Flag names for settings in messages (default: `--kebab-case` of the setting). */
   flagOf?: (setting: string) => string;
   /** When aborted, the run writes a checkpoint after the current step and returns with `interrupted`. */
@@ -110,13 +112,14 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
   // One compiled graph gives the loss, its gradient w.r.t. every trainable tensor, and the batch's token count.
   const inputs = paramInputs(params);
   const adaptation = method.adapt(adapterConfig, inputs, lm);
-  const graph = lossGraph(lm, adaptation);
+  const objective = run.objective ?? lmObjective;
+  const graph = objective.graph(lm, adaptation);
   checkFitsContext(lm, graph.numVirtual, [...run.train, ...run.valid], run.flagOf ?? kebabFlag);
   const names = [...inputs.keys()].filter((n) => !params.get(n)!.frozen);
   const grads = grad(graph.loss, names.map((n) => inputs.get(n)!));
   const outputs = Object.fromEntries(names.map((n, i) => [`grad.${n}`, grads[i]]));
   const step = await Program.compile({ loss: graph.loss, count: graph.count, ...outputs });
-  const validator = run.valid.length > 0 ? await LossEvaluator.create(lm, { method, config: adapterConfig, params }) : undefined;
+  const validator = run.valid.length > 0 ? await Program.compile({ loss: graph.loss, count: graph.count }) : undefined;
   const validBatches = makeBatches(run.valid, { batchSize: config.batchSize, padTokenId: paddingId(run.tokenizer), padSide: "right" });
   const weights = lm.weights.feeds();
 
@@ -125,7 +128,9 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
   const shapes = new Map(names.map((n) => [n, params.get(n)!.shape]));
   const optimizer: Optimizer = config.optimizer === "adafactor" ? new Adafactor({ shapes, weightDecay: config.weightDecay }) : new AdamW({ weightDecay: config.weightDecay });
 
-  const settings = { ...withoutMethodOptions(config), ...config.methodOptions };
+  // Only a run with an objective of its own records one, so checkpoints of LM runs read as before.
+  const objectiveSettings = run.objective === undefined ? {} : { objective: objective.name, ...objective.settings };
+  const settings = { ...withoutMethodOptions(config), ...config.methodOptions, ...objectiveSettings };
   const fingerprints = { ...run.fingerprints, "tokenized data": itemsDigest(run.train, run.valid) };
   let state: CheckpointState = { version: 2, step: 0, bestValidLoss: null, bestStep: null, badEvals: 0, optimizer: null, settings, fingerprints };
   const checkpointDir = join(run.outputDir, CHECKPOINT);
@@ -166,7 +171,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
     for (let micro = 0; micro < config.gradAccum; micro++) {
       const next = stream.next().value!;
       epoch = next.epoch;
-      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch), ...lossFeeds(next.batch, graph) });
+      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch), ...objective.feeds(next.batch, graph) });
       const count = (out.count.data as Float32Array)[0];
       for (const [n, sum] of sums) {
         const g = out[`grad.${n}`].data as Float32Array;
@@ -195,7 +200,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
     const event: TrainEvent = { step: state.step, totalSteps, epoch, loss, lr, gradNorm, tokensPerSecond: tokens / seconds, seconds };
     const isLast = state.step === totalSteps;
     if (validator && (state.step % config.evalEvery === 0 || isLast)) {
-      const { loss: validLoss } = await validator.evaluate(validBatches, params);
+      const validLoss = await meanLoss(validator, validBatches, { ...weights, ...paramFeeds(params) }, (batch) => ({ ...adaptation.feeds(batch), ...objective.feeds(batch, graph) }));
       event.validLoss = validLoss;
       if (state.bestValidLoss === null || validLoss < state.bestValidLoss) {
         state.bestValidLoss = validLoss;
@@ -246,6 +251,19 @@ function* batchStream(items: TokenizedExample[], config: TrainConfig, padTokenId
       yield { batch, epoch };
     }
   }
+}
+
+/** The objective's mean over a dataset: each batch's mean weighted by its count (so batch size and padding do not matter). */
+async function meanLoss(program: Program, batches: readonly Batch[], fixed: Feeds, feedsOf: (batch: Batch) => Feeds): Promise<number> {
+  let total = 0;
+  let units = 0;
+  for (const batch of batches) {
+    const out = await program.run({ ...fixed, ...feedsOf(batch) });
+    const count = (out.count.data as Float32Array)[0];
+    total += (out.loss.data as Float32Array)[0] * count;
+    units += count;
+  }
+  return units > 0 ? total / units : Number.NaN;
 }
 
 function paramFeeds(params: Params): Feeds {
