@@ -29,7 +29,8 @@ export { LossEvaluator } from "./eval/loss.js";
 export { AdamW, Adafactor } from "./train/optim.js";
 
 // Inference
-export { generate, type GenerateRequest, type Generation, type SoftPrompt, type PrefixPrompt, type AdapterPrompt } from "./infer/generate.js";
+export { generate, type GenerateRequest, type Generation, type SoftPrompt, type PrefixPrompt, type LoraPrompt, type AdapterPrompt } from "./infer/generate.js";
+export { mergeLora } from "./peft/lora/merge.js";
 export { PromptCache } from "./infer/kv-cache.js";
 export { GenerationEngine, type RowRequest, type RowToken } from "./infer/engine.js";
 export { scoreCompletions, scoreChoices } from "./infer/score.js";
