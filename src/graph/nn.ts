@@ -76,12 +76,26 @@ export function rotary(x: Value, cos: Value, sin: Value): Value {
   return o.add(o.mul(x, cos), o.mul(rotated, sin));
 }
 
+export interface RotaryOptions {
+  /** Multiplies cos and sin (LongRoPE's attention factor). */
+  scale?: number;
+  /** Other frequencies once the forward's largest position + 1 exceeds `beyond` (LongRoPE's long factors). */
+  long?: { invFreq: Float32Array; beyond: number };
+}
+
 /** cos and sin tables [B, 1, T, hd] for rotary embeddings at the given positions [B, T]. */
-export function rotaryTables(positions: Value, invFreq: Float32Array): { cos: Value; sin: Value } {
+export function rotaryTables(positions: Value, invFreq: Float32Array, { scale = 1, long }: RotaryOptions = {}): { cos: Value; sin: Value } {
   const pos = o.unsqueeze(o.cast(positions, "float32"), [-1]); // [B, T, 1]
-  const freqs = o.mul(pos, o.constant(invFreq, [invFreq.length])); // [B, T, hd/2]
+  let inv: Value = o.constant(invFreq, [invFreq.length]);
+  if (long !== undefined) {
+    // As transformers' longrope_frequency_update: one choice for the whole batch, from its largest position.
+    const length = o.add(o.reduceMax(pos, [0, 1, 2]), 1);
+    inv = o.where(o.greater(length, long.beyond), o.constant(long.invFreq, [invFreq.length]), inv);
+  }
+  const freqs = o.mul(pos, inv); // [B, T, hd/2]
   const angles = o.unsqueeze(o.concat([freqs, freqs], -1), [1]); // [B, 1, T, hd]
-  return { cos: o.cos(angles), sin: o.sin(angles) };
+  if (scale === 1) return { cos: o.cos(angles), sin: o.sin(angles) };
+  return { cos: o.mul(o.cos(angles), scale), sin: o.mul(o.sin(angles), scale) };
 }
 
 /**

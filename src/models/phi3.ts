@@ -2,8 +2,11 @@
  * Phi-3 (Abdin et al. 2024, "Phi-3 Technical Report") and Phi-4-mini, following HF transformers'
  * modeling_phi3.py: the Llama block with q|k|v fused in one qkv_proj (all q heads, then k, then v) and
  * gate|up fused in one gate_up_proj, rotary on the first partial_rotary_factor of each head, and a
- * sliding window on every layer when the config sets one. LongRoPE (rope_type "longrope"/"su") is not
- * implemented: such a config is refused by name.
+ * sliding window on every layer when the config sets one, and LongRoPE (rope_type "longrope", or "su"
+ * and "yarn" as older Phi-3 configs name it, which Phi3Config reads as longrope). Each forward picks the
+ * short or long factors from its largest position, as transformers' rotary does; unlike
+ * Phi3ForCausalLM.generate, the KV cache is not recomputed when a sequence first passes
+ * original_max_position_embeddings, so keys cached before that keep the short factors.
  */
 import { z } from "zod";
 import { fail } from "../util/errors.js";
@@ -12,7 +15,7 @@ import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
 import type { ModelConfig } from "./config.js";
 import { activationName, commonConfig, commonFields, count, decoderFields, decoderShape, eps, refuseQuantization, validateConfig } from "./config-fields.js";
-import { parsePartialRotary, parseRope, ropeFields, rotaryInverseFrequencies } from "./rope.js";
+import { type RopeBlock, parsePartialRotary, parseRope, ropeFields, rotaryInverseFrequencies, rotaryOptions } from "./rope.js";
 import type { CausalLM, ForwardArgs, ForwardResult, KV, Weights } from "./causal-lm.js";
 import { type Linear, type Rotary, attendHeads, hookedLinear, linearSpec, rmsNorm, runBlocks } from "./blocks.js";
 import { type TensorSpec, registerArchitecture } from "./registry.js";
@@ -25,6 +28,7 @@ const phi3Schema = z.looseObject({
   rms_norm_eps: eps.default(1e-5),
   hidden_act: activationName.default("silu"),
   partial_rotary_factor: z.number().positive().max(1).nullish(),
+  original_max_position_embeddings: count.nullish(),
   sliding_window: count.nullish(),
 });
 
@@ -42,6 +46,13 @@ function parsePhi3Config(raw: Record<string, unknown>, modelType: string, file: 
   const shape = decoderShape(c, file);
   const rotaryDim = Math.floor(shape.headDim * parsePartialRotary(c, c.partial_rotary_factor));
   if (rotaryDim % 2 !== 0) fail("config", `the rotary part of each head (${rotaryDim} dims) must be even`, { file, field: "partial_rotary_factor" });
+  const rope = parseRope(longRopeNamed(c), file, 10000, { maxPositions: shape.maxPositions, originalMaxPositions: c.original_max_position_embeddings });
+  if (rope.type === "longrope" && (rope.shortFactor.length !== rotaryDim / 2 || rope.longFactor.length !== rotaryDim / 2)) {
+    fail("config", `longrope needs ${rotaryDim / 2} short and long factors (half the rotary dims), got ${rope.shortFactor.length} and ${rope.longFactor.length}`, {
+      file,
+      field: c.rope_parameters != null ? "rope_parameters.short_factor" : "rope_scaling.short_factor",
+    });
+  }
   return {
     modelType,
     ...shape,
@@ -49,11 +60,20 @@ function parsePhi3Config(raw: Record<string, unknown>, modelType: string, file: 
     normEps: c.rms_norm_eps,
     activation: c.hidden_act,
     tieWordEmbeddings: c.tie_word_embeddings ?? false,
-    rope: parseRope(c, file),
+    rope,
     ...commonConfig(c),
     family: { rotaryDim, slidingWindow: c.sliding_window ?? null },
     raw,
   };
+}
+
+/** Phi3Config renames rope types "su" and "yarn" to "longrope". */
+function longRopeNamed<T extends { rope_scaling?: RopeBlock | null; rope_parameters?: RopeBlock | null }>(c: T): T {
+  const rename = (b: RopeBlock | null | undefined) => {
+    const type = b?.rope_type ?? b?.type;
+    return b != null && (type === "su" || type === "yarn") ? { ...b, rope_type: "longrope", type: undefined } : b;
+  };
+  return { ...c, rope_scaling: rename(c.rope_scaling), rope_parameters: rename(c.rope_parameters) };
 }
 
 function phi3TensorSpec(c: Phi3Config): TensorSpec[] {
@@ -79,6 +99,7 @@ export function phi3(config: Phi3Config, weights: Weights): CausalLM {
   const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps, intermediateSize: inner } = config;
   const { rotaryDim, slidingWindow } = config.family;
   const invFreq = rotaryInverseFrequencies(config.rope!, rotaryDim);
+  const ropeOptions = rotaryOptions(config.rope!, rotaryDim); // LongRoPE's long frequencies and scale
   const activation = nn.ACTIVATIONS[config.activation];
   const [qOut, kvOut] = [heads * hd, kvHeads * hd];
 
@@ -104,7 +125,7 @@ export function phi3(config: Phi3Config, weights: Weights): CausalLM {
     embeddingName: "model.embed_tokens.weight",
     embed: (ids) => o.gather(weights.get("model.embed_tokens.weight"), ids, 0),
     forward({ inputsEmbeds, positions, allowed, past, hooks }: ForwardArgs): ForwardResult {
-      const rope = nn.rotaryTables(positions, invFreq); // [B, 1, T, rotaryDim]
+      const rope = nn.rotaryTables(positions, invFreq, ropeOptions); // [B, 1, T, rotaryDim]
       const full = new nn.AttentionMask(allowed, positions, past !== undefined);
       const mask = slidingWindow === null ? full : full.window(slidingWindow);
       const linear = hookedLinear(weights, "out_in", hooks);

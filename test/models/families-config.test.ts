@@ -94,7 +94,7 @@ const phi4mini = {
   original_max_position_embeddings: 4096,
   partial_rotary_factor: 0.75,
   rope_theta: 10000.0,
-  rope_scaling: { type: "longrope", long_factor: [1, 2], short_factor: [1, 1] },
+  rope_scaling: { type: "longrope", long_factor: Array(48).fill(2), short_factor: Array(48).fill(1) },
   sliding_window: 262144,
   tie_word_embeddings: true,
   vocab_size: 200064,
@@ -134,6 +134,12 @@ describe("4.x configs read as transformers 5.18 reads them", () => {
     expect(v5.rope).toEqual(old.rope);
   });
 
+  it("phi3: LongRoPE (4.x rope_scaling, and 'su' as older configs name it) with transformers' default attention factor", () => {
+    const want = { type: "longrope", originalMaxPositions: 4096, attentionFactor: Math.sqrt(1 + Math.log(32) / Math.log(4096)) };
+    expect(parse(phi4mini)).toMatchObject({ headDim: 128, rope: want, family: { rotaryDim: 96 } });
+    expect(parse({ ...phi4mini, rope_scaling: { ...phi4mini.rope_scaling, type: "su" } }).rope).toMatchObject(want);
+  });
+
   it("smollm3: every 4th layer without rotary by default", () => {
     const c = parse({ ...qwen3_06b, model_type: "smollm3", num_hidden_layers: 8, head_dim: undefined, num_attention_heads: 16 });
     expect(c.family).toMatchObject({ useRope: [true, true, true, false, true, true, true, false], windows: Array(8).fill(null) });
@@ -142,8 +148,9 @@ describe("4.x configs read as transformers 5.18 reads them", () => {
 
 describe("options we do not implement are refused by name and value", () => {
   it.each([
-    ["phi3 LongRoPE", phi4mini, "rope_scaling.rope_type", /rope type "longrope" is not supported; supported: default, linear, llama3/],
-    ["phi3 su (old LongRoPE name)", { ...phi4mini, rope_scaling: { type: "su", long_factor: [1], short_factor: [1] } }, "rope_scaling.rope_type", /rope type "su" is not supported/],
+    ["phi3 dynamic rope", { ...phi4mini, rope_scaling: { type: "dynamic", factor: 2 } }, "rope_scaling.rope_type", /rope type "dynamic" is not supported; supported: default, linear, llama3, longrope/],
+    ["phi3 LongRoPE with too few factors", { ...phi4mini, rope_scaling: { type: "longrope", long_factor: [1, 2], short_factor: [1, 1] } }, "rope_scaling.short_factor", /longrope needs 48 short and long factors/],
+    ["LongRoPE where the family does not read it (qwen3)", { ...qwen3_06b, rope_scaling: { rope_type: "longrope", long_factor: [1], short_factor: [1] } }, "rope_scaling.rope_type", /rope type "longrope" is not supported; supported: default, linear, llama3$/],
     [
       "gemma3 yarn on global layers (5.x nested rope_parameters)",
       { ...gemma3_270m, rope_parameters: { full_attention: { rope_type: "yarn", factor: 8 }, sliding_attention: { rope_type: "default" } } },
