@@ -1,6 +1,6 @@
 /**
  * The architecture registry: one entry per family (GPT-2; the Llama family, which also serves Mistral
- * and Qwen2), looked up by config.json's model_type. An entry holds everything that differs between
+ * and Qwen2; Qwen3; Gemma 2 and 3; Phi-3; OLMo 2; SmolLM3; GPT-NeoX), looked up by config.json's model_type. An entry holds everything that differs between
  * families: the config schema, the tensor spec (written once: the loader and the builder both check
  * against it), how stored names map to canonical ones, the graph builder and the position kind.
  *
