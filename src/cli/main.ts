@@ -21,6 +21,7 @@ import { DEFAULT_METHOD } from "../train/config.js";
 import { checkAnswersAmongChoices, warnUnknownTokens } from "./input-checks.js";
 import { addServeCommands } from "./serve-commands.js";
 import { addExportCommands } from "./export-commands.js";
+import { addDistillCommands } from "./distill-commands.js";
 
 // package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js.
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -221,6 +222,7 @@ program
   });
 
 addExportCommands(program);
+addDistillCommands(program);
 
 addServeCommands(program);
 

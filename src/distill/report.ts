@@ -1,0 +1,68 @@
+/**
+ * What distillation reports: distill.json beside each student adapter (read by `show`), the
+ * agreement-against-K chart, and the readable table.
+ */
+import { join } from "node:path";
+import { writeFileAtomic } from "../util/fs.js";
+import { svgChart } from "../report/plot.js";
+import { formatPairs, formatTable, percent } from "../report/table.js";
+import type { Agreement } from "./agreement.js";
+import type { DistillReport, StudentReport } from "./distill.js";
+
+/** Beside a distilled adapter: where it came from and what it kept. */
+export const DISTILL_RECORD = "distill.json";
+export const DISTILL_CHART = "distill.svg";
+
+export interface DistillRecord extends Agreement {
+  teacherPromptSha256: string;
+  teacherPromptTokens: number;
+  into: string;
+  numVirtualTokens: number;
+  /** Held-out inputs the agreement was measured on. */
+  heldOut: number;
+}
+
+/** Greedy and top-1 agreement against the number of virtual tokens, the bare model as a floor. */
+export async function writeAgreementChart(dir: string, students: readonly StudentReport[], noPrompt: Agreement): Promise<string> {
+  const ks = students.map((s) => s.numVirtualTokens);
+  const floor = (label: string, colour: string, y: number) => ({ label, colour, line: true, points: [Math.min(...ks), Math.max(...ks)].map((x) => ({ x, y: 100 * y })) });
+  const svg = svgChart({
+    title: "Agreement with the teacher on held-out inputs",
+    xLabel: "virtual tokens (K)",
+    yLabel: "agreement (%)",
+    yFromZero: true,
+    series: [
+      { label: "greedy exact match", colour: "#1f77b4", line: true, markers: true, points: students.map((s) => ({ x: s.numVirtualTokens, y: 100 * s.greedy, label: percent(s.greedy) })) },
+      { label: "next-token top-1", colour: "#ff7f0e", line: true, markers: true, points: students.map((s) => ({ x: s.numVirtualTokens, y: 100 * s.top1 })) },
+      floor("no prompt: greedy", "#9ecae1", noPrompt.greedy),
+      floor("no prompt: top-1", "#fdd0a2", noPrompt.top1),
+    ],
+  });
+  const path = join(dir, DISTILL_CHART);
+  await writeFileAtomic(path, svg);
+  return path;
+}
+
+export function distillView(r: DistillReport): string {
+  const t = r.teacher;
+  const rows = [
+    ["teacher (hard prompt)", t.tokensPerRequest, t.prefillMsPerRequest, "100%", "100%", 0, percent(t.accuracy), null],
+    ...r.students.map((s) => [`${s.into} K=${s.numVirtualTokens}`, s.tokensPerRequest, s.prefillMsPerRequest, percent(s.greedy), percent(s.top1), s.meanKl, percent(s.accuracy), s.adapterBytes / 1024]),
+    ["no prompt", r.noPrompt.tokensPerRequest, r.noPrompt.prefillMsPerRequest, percent(r.noPrompt.greedy), percent(r.noPrompt.top1), r.noPrompt.meanKl, percent(r.noPrompt.accuracy), null],
+  ];
+  const table = formatTable(["prompting", "tokens/request", "prefill ms/request", "greedy agree", "top-1 agree", "mean KL", "accuracy", "adapter KiB"], rows, {
+    alignRight: [false, true, true, true, true, true, true, true],
+  });
+  const saved = r.students.map((s): [string, string] => [
+    `K=${s.numVirtualTokens} saves`,
+    `${(t.tokensPerRequest - s.tokensPerRequest).toFixed(1)} tokens and ${(t.prefillMsPerRequest - s.prefillMsPerRequest).toFixed(3)} ms of prefill per request (${(t.prefillMsPerRequest / s.prefillMsPerRequest).toFixed(2)}× faster) → ${s.output}`,
+  ]);
+  const about = formatPairs([
+    ["teacher prompt", `${t.promptTokens} tokens, sha256 ${t.promptSha256.slice(0, 16)}`],
+    ["teacher outputs", `${t.continuations} continuations of ${r.trainInputs} inputs, distributions ${t.distributions}; ${r.teacherWork.cached ? "read from the cache" : `${r.teacherWork.generated} generated, ${r.teacherWork.forwardPasses} forward passes`}`],
+    ["held-out inputs", r.heldOut],
+    ...saved,
+    ["chart", r.chart],
+  ]);
+  return `${table}\n${about}${r.interrupted ? "interrupted: resume with the same command and --resume\n" : ""}`;
+}
