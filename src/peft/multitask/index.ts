@@ -17,6 +17,8 @@ export const multitaskPromptTuning: PeftMethod<MultitaskOptions, MultitaskConfig
   name: "mpt",
   peftType: "MULTITASK_PROMPT_TUNING",
   options: multitaskOptionsSchema,
+  // Starting from task factors near zero, the prompts need prompt tuning's larger steps (Lester et al.: 0.3).
+  trainerDefaults: { lr: 0.1 },
   config: multitaskConfigSchema,
 
   makeConfig(options, { lm, baseModelName }) {
