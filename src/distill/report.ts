@@ -6,20 +6,17 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../util/fs.js";
 import { svgChart } from "../report/plot.js";
 import { formatPairs, formatTable, percent } from "../report/table.js";
+import { DISTILL_RECORD, type Distilled } from "../report/adapter-summary.js";
 import type { Agreement } from "./agreement.js";
 import type { DistillReport, StudentReport } from "./distill.js";
 
-/** Beside a distilled adapter: where it came from and what it kept. */
-export const DISTILL_RECORD = "distill.json";
+export { DISTILL_RECORD };
 export const DISTILL_CHART = "distill.svg";
 
-export interface DistillRecord extends Agreement {
-  teacherPromptSha256: string;
-  teacherPromptTokens: number;
+/** Beside a distilled adapter (what `show` reads): where it came from and what it kept. */
+export interface DistillRecord extends Distilled {
   into: string;
   numVirtualTokens: number;
-  /** Held-out inputs the agreement was measured on. */
-  heldOut: number;
 }
 
 /** Greedy and top-1 agreement against the number of virtual tokens, the bare model as a floor. */

@@ -35,7 +35,23 @@ export interface AdapterSummary {
   created: string;
   /** The folder holding the run's log and checkpoint, when found. */
   run: string | null;
+  /** For an adapter made by `softprompt distill`: its teacher prompt and how well it agrees with it (distill.json beside it). */
+  distilled: Distilled | null;
 }
+
+export interface Distilled {
+  teacherPromptSha256: string;
+  teacherPromptTokens: number;
+  /** Held-out inputs the agreement was measured on. */
+  heldOut: number;
+  /** Greedy exact match with the teacher, next-token top-1 agreement, mean KL per position. */
+  greedy: number;
+  top1: number;
+  meanKl: number;
+}
+
+/** Written by src/distill beside a distilled adapter. */
+export const DISTILL_RECORD = "distill.json";
 
 export async function describeAdapter(dir: string): Promise<AdapterSummary> {
   const adapter = await loadAdapter(dir);
@@ -63,6 +79,7 @@ export async function describeAdapter(dir: string): Promise<AdapterSummary> {
     dataFingerprints: dataFingerprintsOf(state),
     created: stats.mtime.toISOString(),
     run,
+    distilled: await readDistilled(join(dir, DISTILL_RECORD)),
   };
 }
 
@@ -77,6 +94,13 @@ function findRunDir(dir: string): string | null {
 async function readState(path: string): Promise<Record<string, unknown> | undefined> {
   const state = await readJsonFile(path, "file", { optional: true, expected: "a softprompt checkpoint state" });
   return isPlainObject(state) ? state : undefined;
+}
+
+async function readDistilled(path: string): Promise<Distilled | null> {
+  const record = await readJsonFile(path, "file", { optional: true, expected: "a distillation record" });
+  if (!isPlainObject(record) || typeof record.teacherPromptSha256 !== "string") return null;
+  const n = (key: string) => numberField(record, key) ?? Number.NaN;
+  return { teacherPromptSha256: record.teacherPromptSha256, teacherPromptTokens: n("teacherPromptTokens"), heldOut: n("heldOut"), greedy: n("greedy"), top1: n("top1"), meanKl: n("meanKl") };
 }
 
 function numberField(state: Record<string, unknown> | undefined, key: string): number | undefined {

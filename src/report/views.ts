@@ -86,6 +86,7 @@ export function showView(s: AdapterSummary): string {
     ...Object.entries(s.dataFingerprints ?? { data: "-" }).map(([what, digest]): [string, string] => [`fingerprint of ${what}`, digest.slice(0, 16)]),
     ["fingerprint of the base model", s.baseFingerprint?.slice(0, 16)],
     ["created", s.created],
+    ["distilled from", s.distilled === null ? null : `a ${s.distilled.teacherPromptTokens}-token prompt (sha256 ${s.distilled.teacherPromptSha256.slice(0, 16)}): ${percent(s.distilled.greedy)} greedy agreement, ${percent(s.distilled.top1)} top-1, mean KL ${formatDefault(s.distilled.meanKl)} on ${s.distilled.heldOut} held-out inputs`],
   ]);
 }
 

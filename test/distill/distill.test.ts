@@ -1,0 +1,133 @@
+// `distill` on the tiny example model: teacher outputs are computed once and read back from the cache
+// (teacher forward passes counted), an interrupted distillation resumes bit for bit, a cache made with
+// another model or prompt is refused, and bad input is refused naming the flag or file before anything is written.
+import { describe, expect, it } from "vitest";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, cpSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { distill, type DistillOptions } from "../../src/distill/index.js";
+import { klObjective } from "../../src/distill/objective.js";
+import { SafetensorsFile } from "../../src/formats/safetensors.js";
+import { describeAdapter } from "../../src/report/adapter-summary.js";
+import { SoftpromptError } from "../../src/util/errors.js";
+import { modelDir } from "../helpers/golden.js";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const MODEL = join(ROOT, "examples/models/tiny-tasks");
+/** 21 tokens: two worked examples, then the tag. */
+const TEACHER = "reverse: 5 2 8 = 8 2 5 <|endoftext|> reverse: 1 9 3 4 = 4 3 9 1 <|endoftext|> reverse: ";
+
+const lines = (path: string, n: number) => readFileSync(path, "utf8").split("\n").filter(Boolean).slice(0, n).join("\n") + "\n";
+
+function setup(): { dir: string; data: string; valid: string; base: DistillOptions } {
+  const dir = mkdtempSync(join(tmpdir(), "softprompt-distill-"));
+  const data = join(dir, "inputs.jsonl");
+  const valid = join(dir, "heldout.jsonl");
+  writeFileSync(data, lines(join(ROOT, "examples/data/reverse.train.jsonl"), 24));
+  writeFileSync(valid, lines(join(ROOT, "examples/data/reverse.valid.jsonl"), 6));
+  const base: DistillOptions = { model: MODEL, teacherText: TEACHER, data, valid, numVirtualTokens: 4, steps: 6, batchSize: 8, maxNewTokens: 8, output: join(dir, "out") };
+  return { dir, data, valid, base };
+}
+
+async function adapterBytes(dir: string): Promise<Buffer> {
+  const file = await SafetensorsFile.open(join(dir, "adapter_model.safetensors"));
+  try {
+    return Buffer.concat(await Promise.all(file.tensorNames().sort().map((n) => file.read(n))));
+  } finally {
+    await file.close();
+  }
+}
+
+async function refusal(run: Promise<unknown>): Promise<SoftpromptError> {
+  const err = await run.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(SoftpromptError);
+  return err as SoftpromptError;
+}
+
+describe("distill", () => {
+  it("caches the teacher's outputs, resumes bit for bit, and show says the adapter was distilled", async () => {
+    const { dir, base } = setup();
+    try {
+      const whole = await distill({ ...base, output: join(dir, "whole") });
+      expect(whole.teacherWork).toMatchObject({ generated: 30, cached: false });
+      expect(whole.teacherWork.forwardPasses).toBe(4); // 24 training continuations and 6 held-out ones, 8 rows a pass
+      expect(whole.students).toHaveLength(1);
+      expect(whole.students[0].tokensPerRequest).toBeLessThan(whole.teacher.tokensPerRequest);
+
+      // Stopped after step 3, then resumed: the same adapter as the run that never stopped, without teacher work.
+      const stop = new AbortController();
+      const part = await distill({ ...base, output: join(dir, "part"), signal: stop.signal, onStep: (e) => (e.step === 3 ? stop.abort() : undefined) });
+      expect(part.interrupted).toBe(true);
+      expect(part.teacherWork.generated).toBe(30);
+      const resumed = await distill({ ...base, output: join(dir, "part"), resume: true });
+      expect(resumed.teacherWork).toEqual({ generated: 0, forwardPasses: 0, cached: true });
+      expect((await adapterBytes(join(dir, "part"))).equals(await adapterBytes(join(dir, "whole")))).toBe(true);
+      expect(resumed.students[0].greedy).toBe(whole.students[0].greedy);
+
+      const shown = await describeAdapter(join(dir, "whole"));
+      expect(shown.distilled).toMatchObject({ teacherPromptTokens: 21, heldOut: 6, greedy: whole.students[0].greedy, top1: whole.students[0].top1 });
+      expect(shown.distilled!.teacherPromptSha256).toBe(whole.teacher.promptSha256);
+      expect(existsSync(join(dir, "whole", "distill.svg"))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a teacher cache made with another prompt or another model, leaving it as it was", async () => {
+    const { dir, base } = setup();
+    try {
+      await distill({ ...base, steps: 2 });
+      const cache = join(base.output, "teacher", "train.safetensors");
+      const before = statSync(cache).mtimeMs;
+      const otherPrompt = await refusal(distill({ ...base, teacherText: TEACHER.replace("5 2 8 = 8 2 5", "5 2 7 = 7 2 5"), resume: true }));
+      expect(otherPrompt.message).toContain("another prompt (--teacher-text)");
+      expect(otherPrompt.place).toMatchObject({ file: cache, field: "--teacher-text" });
+
+      // The same cache beside another model (the golden tiny GPT-2, which also reads digits).
+      const elsewhere = join(dir, "elsewhere");
+      cpSync(join(base.output, "teacher"), join(elsewhere, "teacher"), { recursive: true });
+      const otherModel = await refusal(distill({ ...base, model: modelDir("gpt2"), output: elsewhere }));
+      expect(otherModel.message).toContain("another model (--model)");
+      expect(statSync(cache).mtimeMs).toBe(before);
+      expect(existsSync(join(elsewhere, "adapter_config.json"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses bad input by flag or file before writing anything", async () => {
+    const { dir, base } = setup();
+    try {
+      const cases: [Partial<DistillOptions>, string][] = [
+        [{ teacherText: Array(60).fill("3").join(" ") }, "--teacher-text"],
+        [{ numVirtualTokens: 0 }, "--num-virtual-tokens"],
+        [{ numVirtualTokens: 60 }, "--num-virtual-tokens"],
+        [{ sweep: [2, 0] }, "--sweep"],
+        [{ teacherText: undefined, teacherPrompt: join(dir, "missing.txt") }, "--teacher-prompt"],
+        [{ resume: true }, "--resume"],
+      ];
+      for (const [change, flag] of cases) {
+        const err = await refusal(distill({ ...base, ...change }));
+        expect(err.place.field, `${JSON.stringify(change)}: ${err.message}`).toBe(flag);
+      }
+      const empty = join(dir, "empty.jsonl");
+      writeFileSync(empty, "");
+      const err = await refusal(distill({ ...base, data: empty }));
+      expect(err.place.file).toBe(empty);
+      expect(existsSync(base.output)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("trains only on rows made from the teacher's outputs", () => {
+    const objective = klObjective({ k: 2, vocabSize: 17, rows: [{ input: [3, 4], continuation: [5, 0], topIndices: Int32Array.from([5, 4, 0, 1]), topLogp: new Float32Array(4), restLogp: new Float32Array(2) }] });
+    const batch = { inputIds: Int32Array.from([3, 4, 6, 0]), attentionMask: Int32Array.from([1, 1, 1, 1]), labels: Int32Array.from([-100, -100, 6, 0]), batchSize: 1, seqLen: 4 };
+    expect(() => objective.feeds(batch, { numVirtual: 2, virtualAs: "embeds" } as never)).toThrow(/not one of the teacher's continuations/);
+    const known = { ...batch, inputIds: Int32Array.from([3, 4, 5, 0]), labels: Int32Array.from([-100, -100, 5, 0]) };
+    const feeds = objective.feeds(known, { numVirtual: 2, virtualAs: "embeds" } as never);
+    expect([...(feeds.teacher_top_indices.data as BigInt64Array)].map(Number)).toEqual([5, 4, 0, 1]);
+    expect(feeds.teacher_rest.dims).toEqual([2, 17]);
+  });
+});
