@@ -3,7 +3,7 @@
 // library example, run as written next to the example model, and `npx softprompt --version`.
 import { describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,6 +45,8 @@ describe("the packed package", () => {
 
       const version = await run("npx", ["--no-install", "softprompt", "--version"], { cwd: app, encoding: "utf8" });
       expect(version.stdout.trim()).toBe(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version);
+      // The server's playground page ships beside the compiled server.
+      expect(existsSync(join(app, "node_modules/softprompt/dist/serve/public/index.html"))).toBe(true);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
