@@ -99,12 +99,19 @@ export const loraOptionsSchema = z
   });
 export type LoraOptions = z.infer<typeof loraOptionsSchema>;
 
-/** PEFT's default target modules per model_type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
+/**
+ * PEFT's default target modules per model_type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING); a
+ * type PEFT has none for (phi3, olmo2, smollm3) needs them given, as in PEFT.
+ */
 export const DEFAULT_TARGETS: Record<string, string[]> = {
   gpt2: ["c_attn"],
+  gpt_neox: ["query_key_value"],
   llama: ["q_proj", "v_proj"],
   mistral: ["q_proj", "v_proj"],
   qwen2: ["q_proj", "v_proj"],
+  qwen3: ["q_proj", "v_proj"],
+  gemma2: ["q_proj", "v_proj"],
+  gemma3_text: ["q_proj", "v_proj"],
 };
 
 function sameJson(a: unknown, b: unknown): boolean {
