@@ -45,7 +45,8 @@ describe("LoRA learns reverse on the tiny example model", () => {
     const tokenize = async (name: string) => tokenizeExamples(await readExamples(data(name)), model.tokenizer, { maxLength: 64 }).items;
     const output = mkdtempSync(join(tmpdir(), "softprompt-lora-"));
     try {
-      const config = parseTrainConfig({ method: "lora", steps: 200, lr: 0.01 });
+      const config = parseTrainConfig({ method: "lora", steps: 200 });
+      expect(config.lr).toBe(0.01); // LoRA's own default
       const result = await trainAdapter({ lm: model.lm, tokenizer: model.tokenizer, baseModelName: MODEL, train: await tokenize("reverse.train"), valid: await tokenize("reverse.valid"), config, outputDir: output });
       expect(result.params.size).toBe(2 * 2 * model.config.numLayers); // q_proj and v_proj per layer, each A and B
       const loaded = await loadSoftPrompt(output, model, MODEL);

@@ -24,6 +24,8 @@ export const lora: PeftMethod<LoraOptions, LoraConfig> = {
   peftType: "LORA",
   options: loraOptionsSchema,
   config: loraConfigSchema,
+  // A and B move the model's own projections: a smaller step than a prompt's (reverse on the tiny model, 200 steps: 99% at 0.01, 83% at 0.003).
+  trainerDefaults: { lr: 0.01 },
 
   makeConfig(options, { lm, baseModelName }) {
     const targets = optionTargets(options, lm);
