@@ -12,6 +12,7 @@ const benches: Record<string, () => Promise<object>> = {
   load: async () => (await import("./load.js")).benchLoad(),
   train: async () => (await import("./train.js")).benchTrain(),
   serve: async () => (await import("./serve.js")).benchServe(),
+  distill: async () => (await import("./distill.js")).benchDistill(),
 };
 
 const ortVersion = () => (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string }).version;

@@ -26,6 +26,8 @@ export interface TeacherKey {
 export type KeyFlags = Record<keyof TeacherKey, string>;
 
 const META = "softprompt.teacher";
+/** The option behind a flag, or the first of a list ("--samples, --seed" → "samples"): errors name options (the CLI shows their flags). */
+export const optionName = (flags: string) => flags.split(",")[0].trim().replace(/^--/, "").replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
 export function keyDigest(key: TeacherKey): string {
@@ -50,7 +52,7 @@ export async function readTeacherCache(path: string, key: TeacherKey, flags: Key
     const differs = (Object.keys(flags) as (keyof TeacherKey)[]).filter((part) => JSON.stringify(stored[part]) !== JSON.stringify(key[part]));
     if (differs.length > 0) {
       const what = differs.map((part) => `another ${part === "settings" ? "teacher setting" : part} (${flags[part]})`).join(", ");
-      fail("data", `the teacher cache was made with ${what}; remove it or pass --overwrite to compute the teacher's outputs again`, { file: path, field: flags[differs[0]] });
+      fail("data", `the teacher cache was made with ${what}; remove it or pass --overwrite to compute the teacher's outputs again`, { file: path, field: optionName(flags[differs[0]]) });
     }
     const ints = async (name: string) => new Int32Array((await file.read(name)).slice().buffer);
     const inputLengths = await ints("input_lengths");

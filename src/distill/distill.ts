@@ -24,7 +24,7 @@ import { parseTrainConfig } from "../train/config.js";
 import { CHECKPOINT, trainAdapter, type TrainEvent } from "../train/trainer.js";
 import { evaluateTask } from "../eval/task.js";
 import { loadSoftPrompt } from "../workflows.js";
-import { type KeyFlags, type TeacherKey, inputsDigest, keyDigest, readTeacherCache, writeTeacherCache } from "./cache.js";
+import { type KeyFlags, type TeacherKey, inputsDigest, optionName, keyDigest, readTeacherCache, writeTeacherCache } from "./cache.js";
 import { type TeacherSettings, type TeacherTargets, type TeacherWork, teacherTargets } from "./teacher.js";
 import { distillExample, klObjective } from "./objective.js";
 import { type Agreement, agreementWith, prefillSecondsPerRequest } from "./agreement.js";
@@ -125,7 +125,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   const { lm, tokenizer } = model;
   const examples = await inputsOf(options.data);
   const split = options.valid !== undefined ? { train: examples, valid: await inputsOf(options.valid) } : splitTrainValid(examples, { validFraction: o.validFraction, seed: o.seed });
-  if (split.valid.length === 0) fail("usage", `no held-out inputs: --data has ${examples.length}; give --valid or a larger --valid-fraction`, { field: "--valid-fraction" });
+  if (split.valid.length === 0) fail("usage", `no held-out inputs: --data has ${examples.length}; give --valid or a larger --valid-fraction`, { field: "validFraction" });
   const encode = (text: string) => tokenizer.encode(text, { addSpecialTokens: true });
   const pair = (ex: Example) => ({ student: encode(inputText(ex)), teacher: encode(teacherText + inputText(ex)) });
   const trainPairs = split.train.map(pair);
@@ -133,7 +133,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   checkContext(model, [...trainPairs, ...heldPairs], sizes, o.maxNewTokens, teacherFlag(options));
   const promptTokens = encode(teacherText).length;
   if (o.into === "prefix" && o.init === "text" && Math.max(...sizes) > promptTokens) {
-    fail("usage", `a prefix starts from the keys/values of the hard prompt's first K tokens, but it has ${promptTokens}: use K ≤ ${promptTokens} or --init vocab`, { field: options.sweep === undefined ? "--num-virtual-tokens" : "--sweep" });
+    fail("usage", `a prefix starts from the keys/values of the hard prompt's first K tokens, but it has ${promptTokens}: use K ≤ ${promptTokens} or --init vocab`, { field: options.sweep === undefined ? "numVirtualTokens" : "sweep" });
   }
   const outputs = sizes.map((k) => (options.sweep === undefined ? options.output : join(options.output, `k${k}`)));
   for (const dir of outputs) checkOutputFree(dir, options);
@@ -259,17 +259,18 @@ function methodSettings(o: Flagged, k: number, teacherText: string): Record<stri
 
 function checkSettings(o: Flagged, sizes: number[], options: DistillOptions): void {
   if ((options.teacherText === undefined) === (options.teacherPrompt === undefined)) {
-    fail("usage", "give the hard prompt to distil: --teacher-prompt FILE or --teacher-text TEXT (one of them)", { field: "--teacher-prompt" });
+    fail("usage", "give the hard prompt to distil: --teacher-prompt FILE or --teacher-text TEXT (one of them)", { field: "teacherPrompt" });
   }
-  const field = options.sweep === undefined ? "--num-virtual-tokens" : "--sweep";
-  for (const k of sizes) if (!Number.isInteger(k) || k < 1) fail("usage", `${field} must be whole numbers ≥ 1, got ${k}`, { field });
-  if (new Set(sizes).size !== sizes.length) fail("usage", `${field} lists a size twice: ${sizes.join(",")}`, { field });
-  if (!(INTO as readonly string[]).includes(o.into)) fail("usage", `--into must be one of ${INTO.join(", ")}, got ${o.into}`, { field: "--into" });
-  if (!(DISTILL_INITS as readonly string[]).includes(o.init)) fail("usage", `--init must be one of ${DISTILL_INITS.join(", ")}, got ${o.init}`, { field: "--init" });
-  if (!Number.isInteger(o.samples) || o.samples < 0) fail("usage", `--samples must be a whole number ≥ 0 (0: one greedy continuation), got ${o.samples}`, { field: "--samples" });
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) fail("usage", `--max-new-tokens must be a whole number ≥ 1, got ${o.maxNewTokens}`, { field: "--max-new-tokens" });
-  if (!Number.isInteger(o.teacherTopK) || o.teacherTopK < 1) fail("usage", `--teacher-top-k must be a whole number ≥ 1, got ${o.teacherTopK}`, { field: "--teacher-top-k" });
-  if (options.resume && options.overwrite) fail("usage", "--resume continues a run and --overwrite starts over: give one of them", { field: "--resume" });
+  const field = options.sweep === undefined ? "numVirtualTokens" : "sweep";
+  const flag = options.sweep === undefined ? "--num-virtual-tokens" : "--sweep";
+  for (const k of sizes) if (!Number.isInteger(k) || k < 1) fail("usage", `${flag} must be whole numbers ≥ 1, got ${k}`, { field });
+  if (new Set(sizes).size !== sizes.length) fail("usage", `${flag} lists a size twice: ${sizes.join(",")}`, { field });
+  if (!(INTO as readonly string[]).includes(o.into)) fail("usage", `--into must be one of ${INTO.join(", ")}, got ${o.into}`, { field: "into" });
+  if (!(DISTILL_INITS as readonly string[]).includes(o.init)) fail("usage", `--init must be one of ${DISTILL_INITS.join(", ")}, got ${o.init}`, { field: "init" });
+  if (!Number.isInteger(o.samples) || o.samples < 0) fail("usage", `--samples must be a whole number ≥ 0 (0: one greedy continuation), got ${o.samples}`, { field: "samples" });
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) fail("usage", `--max-new-tokens must be a whole number ≥ 1, got ${o.maxNewTokens}`, { field: "maxNewTokens" });
+  if (!Number.isInteger(o.teacherTopK) || o.teacherTopK < 1) fail("usage", `--teacher-top-k must be a whole number ≥ 1, got ${o.teacherTopK}`, { field: "teacherTopK" });
+  if (options.resume && options.overwrite) fail("usage", "--resume continues a run and --overwrite starts over: give one of them", { field: "resume" });
 }
 
 async function readTeacherText(options: DistillOptions): Promise<string> {
@@ -278,14 +279,15 @@ async function readTeacherText(options: DistillOptions): Promise<string> {
     try {
       text = await fsp.readFile(options.teacherPrompt, "utf8");
     } catch (err) {
-      fail("usage", `cannot read the teacher prompt (${(err as NodeJS.ErrnoException).code ?? err})`, { file: options.teacherPrompt, field: "--teacher-prompt" }, err);
+      fail("usage", `cannot read the teacher prompt (${(err as NodeJS.ErrnoException).code ?? err})`, { file: options.teacherPrompt, field: "teacherPrompt" }, err);
     }
   }
-  if (text === undefined || text.trim() === "") fail("usage", "the teacher prompt is empty: give the long hard prompt to distil", { field: teacherFlag(options), file: options.teacherPrompt });
+  if (text === undefined || text.trim() === "") fail("usage", "the teacher prompt is empty: give the long hard prompt to distil", { field: optionName(teacherFlag(options)), file: options.teacherPrompt });
   return text;
 }
 
 const teacherFlag = (options: DistillOptions) => (options.teacherPrompt !== undefined ? "--teacher-prompt" : "--teacher-text");
+
 
 /** Distillation inputs: a prompt's input (its completion is the answer) or a text; chats have no one input to continue. */
 async function inputsOf(path: string): Promise<Example[]> {
@@ -305,20 +307,20 @@ function checkContext(model: Model, pairs: { student: number[]; teacher: number[
   const longestTeacher = Math.max(...pairs.map((p) => p.teacher.length));
   const longestInput = Math.max(...pairs.map((p) => p.student.length));
   if (longestTeacher + maxNewTokens > max) {
-    fail("usage", `the teacher prompt with the longest input is ${longestTeacher} tokens, + --max-new-tokens ${maxNewTokens} = ${longestTeacher + maxNewTokens} positions, but the model has ${max}: shorten the prompt or lower --max-new-tokens`, { field: teacherField });
+    fail("usage", `the teacher prompt with the longest input is ${longestTeacher} tokens, + --max-new-tokens ${maxNewTokens} = ${longestTeacher + maxNewTokens} positions, but the model has ${max}: shorten the prompt or lower --max-new-tokens`, { field: optionName(teacherField) });
   }
   const k = Math.max(...sizes);
   if (k + longestInput + maxNewTokens > max) {
-    fail("usage", `${k} virtual tokens + the longest input's ${longestInput} tokens + --max-new-tokens ${maxNewTokens} = ${k + longestInput + maxNewTokens} positions, past the model's ${max}: use fewer virtual tokens`, { field: "--num-virtual-tokens" });
+    fail("usage", `${k} virtual tokens + the longest input's ${longestInput} tokens + --max-new-tokens ${maxNewTokens} = ${k + longestInput + maxNewTokens} positions, past the model's ${max}: use fewer virtual tokens`, { field: "numVirtualTokens" });
   }
 }
 
 /** A folder holding a run is trained over only with --resume or --overwrite, refused before anything is written. */
 function checkOutputFree(dir: string, options: DistillOptions): void {
-  if (options.resume && !existsSync(join(dir, CHECKPOINT))) fail("usage", `nothing to resume: there is no checkpoint in ${dir}; run without --resume to start`, { file: dir, field: "--resume" });
+  if (options.resume && !existsSync(join(dir, CHECKPOINT))) fail("usage", `nothing to resume: there is no checkpoint in ${dir}; run without --resume to start`, { file: dir, field: "resume" });
   if (options.resume || options.overwrite) return;
   if (existsSync(join(dir, CHECKPOINT)) || existsSync(join(dir, ADAPTER_WEIGHTS))) {
-    fail("usage", "the output folder already holds a distillation run; pass --resume to continue it or --overwrite to start over", { file: dir, field: "--output" });
+    fail("usage", "the output folder already holds a distillation run; pass --resume to continue it or --overwrite to start over", { file: dir, field: "output" });
   }
 }
 

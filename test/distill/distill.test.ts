@@ -82,7 +82,7 @@ describe("distill", () => {
       const before = statSync(cache).mtimeMs;
       const otherPrompt = await refusal(distill({ ...base, teacherText: TEACHER.replace("5 2 8 = 8 2 5", "5 2 7 = 7 2 5"), resume: true }));
       expect(otherPrompt.message).toContain("another prompt (--teacher-text)");
-      expect(otherPrompt.place).toMatchObject({ file: cache, field: "--teacher-text" });
+      expect(otherPrompt.place).toMatchObject({ file: cache, field: "teacherText" });
 
       // The same cache beside another model (the golden tiny GPT-2, which also reads digits).
       const elsewhere = join(dir, "elsewhere");
@@ -100,12 +100,12 @@ describe("distill", () => {
     const { dir, base } = setup();
     try {
       const cases: [Partial<DistillOptions>, string][] = [
-        [{ teacherText: Array(60).fill("3").join(" ") }, "--teacher-text"],
-        [{ numVirtualTokens: 0 }, "--num-virtual-tokens"],
-        [{ numVirtualTokens: 60 }, "--num-virtual-tokens"],
-        [{ sweep: [2, 0] }, "--sweep"],
-        [{ teacherText: undefined, teacherPrompt: join(dir, "missing.txt") }, "--teacher-prompt"],
-        [{ resume: true }, "--resume"],
+        [{ teacherText: Array(60).fill("3").join(" ") }, "teacherText"],
+        [{ numVirtualTokens: 0 }, "numVirtualTokens"],
+        [{ numVirtualTokens: 60 }, "numVirtualTokens"],
+        [{ sweep: [2, 0] }, "sweep"],
+        [{ teacherText: undefined, teacherPrompt: join(dir, "missing.txt") }, "teacherPrompt"],
+        [{ resume: true }, "resume"],
       ];
       for (const [change, flag] of cases) {
         const err = await refusal(distill({ ...base, ...change }));
