@@ -86,12 +86,14 @@ describe("softprompt CLI: errors and usage", () => {
     // One entry per option (commander wraps long descriptions onto indented lines).
     const entries = r.stdout.split(/\n {2}(?=-)/).map((e) => e.replace(/\s+/g, " "));
     const defaults = { ...methodByName(DEFAULT_METHOD).options.parse({}), ...trainerSettingsSchema.parse({}) } as Record<string, unknown>;
-    const flags: Record<string, string> = { numVirtualTokens: "--num-virtual-tokens", lr: "--lr", batchSize: "--batch-size", evalEvery: "--eval-every", maxLength: "--max-length", validFraction: "--valid-fraction", init: "--init", optimizer: "--optimizer", decay: "--decay" };
+    const flags: Record<string, string> = { numVirtualTokens: "--num-virtual-tokens", batchSize: "--batch-size", evalEvery: "--eval-every", maxLength: "--max-length", validFraction: "--valid-fraction", init: "--init", optimizer: "--optimizer", decay: "--decay" };
     for (const [field, flag] of Object.entries(flags)) {
       const shown = JSON.stringify(defaults[field]);
       const entry = entries.find((e) => e.startsWith(`${flag} <`));
       expect(entry, flag).toContain(`default: ${shown})`);
     }
+    // The learning rate is each method's own: prompt tuning's is the trainer's default.
+    expect(entries.find((e) => e.startsWith("--lr <"))).toContain(`prompt ${JSON.stringify(defaults.lr)}`);
   });
 
   it("--init-text alone starts from the text (implies --init text) and names words the tokenizer does not know", async () => {

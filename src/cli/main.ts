@@ -53,14 +53,14 @@ program
 
 const trainCommand = program
   .command("train")
-  .description("train a soft prompt on a dataset and save it as a PEFT adapter (the best validation step's prompt), a log and curve.svg")
+  .description("train an adapter (a soft prompt, prefix, P-tuning encoder, multi-task prompt or LoRA) on a dataset and save it as a PEFT adapter (the best validation step's), a log and curve.svg")
   .requiredOption("--model <model>", "a model folder or a Hugging Face hub id")
   .requiredOption("--data <file>", "training data (.jsonl or .csv)")
   .requiredOption("--output <dir>", "where the adapter, log, curve and checkpoints go")
   .addOption(new Option("--method <name>", "the method").choices(registeredMethods()).default(DEFAULT_METHOD))
   .option("--valid <file>", "validation data (default: a held-out share of --data)")
   .addOption(new Option("--optimizer <name>", "optimiser").choices(["adamw", "adafactor"]).default(d.optimizer))
-  .option("--lr <rate>", "peak learning rate", setting("lr", "--lr"), d.lr)
+  .option("--lr <rate>", `peak learning rate (default: ${methodLrDefaults()})`, setting("lr", "--lr"))
   .option("--weight-decay <w>", "decoupled weight decay", setting("weightDecay", "--weight-decay"), d.weightDecay)
   .option("--warmup-steps <n>", "linear warmup steps", setting("warmupSteps", "--warmup-steps"), d.warmupSteps)
   .addOption(new Option("--decay <schedule>", "learning-rate decay after warmup").choices(["constant", "linear", "cosine"]).default(d.decay))
@@ -244,4 +244,9 @@ function resumeCommand(args: string[]): string {
   const kept = args.filter((a) => a !== "--overwrite" && a !== "--resume");
   const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
   return ["softprompt", ...kept, "--resume"].map(quote).join(" ");
+}
+
+/** The learning rate each method trains with when --lr is not given (its own default, else the trainer's). */
+function methodLrDefaults(): string {
+  return registeredMethods().map((m) => `${m} ${methodByName(m).trainerDefaults?.lr ?? TRAIN_DEFAULTS.lr}`).join(", ");
 }
