@@ -12,15 +12,20 @@ export function clipGradNorm(grads: Map<string, Float32Array>, maxNorm: number):
   if (!(maxNorm > 0 && Number.isFinite(maxNorm))) {
     fail("usage", `maxNorm must be a finite number > 0, got ${maxNorm}`, { field: "maxNorm" });
   }
-  // Float64 accumulation: float32 squares cannot overflow it, and the sum stays accurate.
-  let sumSquares = 0;
-  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sumSquares += g[i] * g[i];
-  const norm = Math.sqrt(sumSquares);
+  const norm = globalNorm(grads);
   const coef = maxNorm / (norm + 1e-6);
   if (Number.isFinite(norm) && coef < 1) {
     for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i] *= coef;
   }
   return norm;
+}
+
+/** The joint L2 norm of all gradients (a loop: spreading millions of values into Math.hypot overflows the stack). */
+export function globalNorm(grads: Map<string, Float32Array>): number {
+  // Float64 accumulation: float32 squares cannot overflow it, and the sum stays accurate.
+  let sumSquares = 0;
+  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sumSquares += g[i] * g[i];
+  return Math.sqrt(sumSquares);
 }
 
 /**

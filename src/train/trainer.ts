@@ -26,7 +26,7 @@ import type { TrainConfig } from "./config.js";
 import { type Objective, checkFitsContext, lmObjective } from "./objective.js";
 import { Adafactor, AdamW, type Optimizer } from "./optim.js";
 import { learningRate } from "./schedule.js";
-import { assertFinite, clipGradNorm } from "./clip.js";
+import { assertFinite, clipGradNorm, globalNorm } from "./clip.js";
 
 export interface TrainEvent {
   step: number;
@@ -191,7 +191,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
       run.onLog?.(`stopping: ${(err as SoftpromptError).message}; the last good checkpoint is kept in ${checkpointDir}`);
       throw err;
     }
-    const gradNorm = config.maxGradNorm > 0 ? clipGradNorm(sums, config.maxGradNorm) : Math.hypot(...[...sums.values()].flatMap((s) => [...s]));
+    const gradNorm = config.maxGradNorm > 0 ? clipGradNorm(sums, config.maxGradNorm) : globalNorm(sums);
     optimizer.step(new Map([...params].map(([n, p]) => [n, p.data])), sums, lr);
     state.step++;
     lastLoss = loss;

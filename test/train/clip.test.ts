@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { assertFinite, clipGradNorm } from "../../src/train/clip.js";
+import { assertFinite, clipGradNorm, globalNorm } from "../../src/train/clip.js";
 import { SoftpromptError } from "../../src/util/errors.js";
 
 function grads(): Map<string, Float32Array> {
@@ -79,3 +79,10 @@ function catchError(action: () => void): SoftpromptError {
   }
   throw new Error("expected a SoftpromptError");
 }
+
+describe("globalNorm (the norm the trainer logs without clipping)", () => {
+  it("takes millions of values (a LoRA's gradients) without overflowing the stack", () => {
+    const big = new Float32Array(2_000_000).fill(0.5);
+    expect(globalNorm(new Map([["big", big], ...grads()]))).toBeCloseTo(Math.sqrt(2_000_000 * 0.25 + 25), 6);
+  });
+});
