@@ -10,7 +10,7 @@ import { tokenizerFromParts } from "../src/tokenizer/index.js";
 import { parseTrainConfig } from "../src/train/config.js";
 import { trainAdapter } from "../src/train/trainer.js";
 import { loadAdapter } from "../src/peft/adapter.js";
-import { distillExample, klObjective, prefillSecondsPerRequest, teacherTargets } from "../src/distill/index.js";
+import { DISTILL_DEFAULTS, distillExample, klObjective, prefillSecondsPerRequest, teacherTargets } from "../src/distill/index.js";
 import { Rng } from "../src/util/rng.js";
 import { median, peakRssMb, randomWeights, shapeConfig } from "./common.js";
 
@@ -89,6 +89,9 @@ export async function benchDistill() {
     train_s: trainSeconds,
     step_s_median: median(stepSeconds.slice(1)), // the first step includes compilation
     distil_s: teacherSeconds + trainSeconds,
+    // A distillation of `softprompt distill`'s default length, from the parts measured above.
+    distil_s_at_default_steps: teacherSeconds + DISTILL_DEFAULTS.steps * median(stepSeconds.slice(1)),
+    default_steps: DISTILL_DEFAULTS.steps,
     tokens_per_request: { teacher: PROMPT_TOKENS + INPUT_TOKENS, student: VIRTUAL + INPUT_TOKENS },
     prefill_ms_per_request: { teacher: teacherPrefill * 1000, student: studentPrefill * 1000, saved: (teacherPrefill - studentPrefill) * 1000 },
     prefill_speedup: teacherPrefill / studentPrefill,

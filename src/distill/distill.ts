@@ -21,7 +21,7 @@ import { type Model, loadModel } from "../models/index.js";
 import { type Example, readExamples, splitTrainValid } from "../data/index.js";
 import { ADAPTER_WEIGHTS, baseFingerprint } from "../peft/adapter.js";
 import { parseTrainConfig } from "../train/config.js";
-import { CHECKPOINT, trainAdapter, type TrainEvent } from "../train/trainer.js";
+import { CHECKPOINT, kebabFlag, trainAdapter, type TrainEvent } from "../train/trainer.js";
 import { evaluateTask } from "../eval/task.js";
 import { loadSoftPrompt } from "../workflows.js";
 import { type KeyFlags, type TeacherKey, inputsDigest, optionName, keyDigest, readTeacherCache, writeTeacherCache } from "./cache.js";
@@ -136,7 +136,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
     fail("usage", `a prefix starts from the keys/values of the hard prompt's first K tokens, but it has ${promptTokens}: use K ≤ ${promptTokens} or --init vocab`, { field: options.sweep === undefined ? "numVirtualTokens" : "sweep" });
   }
   const outputs = sizes.map((k) => (options.sweep === undefined ? options.output : join(options.output, `k${k}`)));
-  for (const dir of outputs) checkOutputFree(dir, options);
+  checkOutputsFree(outputs, options);
 
   // 2. The teacher's outputs: cached, or computed once and cached.
   const teacherDir = join(options.output, "teacher");
@@ -184,11 +184,11 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
       valid: [],
       config: parseTrainConfig({ ...methodSettings(o, k, teacherText), steps: o.steps, lr: o.lr ?? (o.into === "prompt" ? PROMPT_LR : undefined), batchSize: o.batchSize, seed: o.seed, saveEvery: Math.min(100, o.steps) }),
       outputDir: output,
-      resume: options.resume,
+      resume: options.resume && existsSync(join(output, CHECKPOINT)),
       overwrite: options.overwrite,
       objective,
       fingerprints: { "--data": inputsDigest(split.train.map(inputText)), "teacher outputs": keyDigest(trainKey) },
-      flagOf: (setting) => DISTILL_FLAGS[setting] ?? `--${setting.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+      flagOf: (setting) => DISTILL_FLAGS[setting] ?? kebabFlag(setting),
       signal: options.signal,
       onStep: options.onStep === undefined ? undefined : (event) => options.onStep!({ ...event, numVirtualTokens: k }),
       onLog,
@@ -225,7 +225,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   return {
     teacher: {
       promptSha256,
-      promptTokens: promptTokens,
+      promptTokens,
       tokensPerRequest: mean(heldPairs.map((p) => p.teacher.length)),
       prefillMsPerRequest: 1000 * (await prefillSecondsPerRequest(lm, tokenizer, heldPairs.map((p) => ({ inputIds: p.teacher })))),
       accuracy: await accuracyOf({ kind: "text", text: teacherText }),
@@ -315,12 +315,20 @@ function checkContext(model: Model, pairs: { student: number[]; teacher: number[
   }
 }
 
-/** A folder holding a run is trained over only with --resume or --overwrite, refused before anything is written. */
-function checkOutputFree(dir: string, options: DistillOptions): void {
-  if (options.resume && !existsSync(join(dir, CHECKPOINT))) fail("usage", `nothing to resume: there is no checkpoint in ${dir}; run without --resume to start`, { file: dir, field: "resume" });
-  if (options.resume || options.overwrite) return;
-  if (existsSync(join(dir, CHECKPOINT)) || existsSync(join(dir, ADAPTER_WEIGHTS))) {
-    fail("usage", "the output folder already holds a distillation run; pass --resume to continue it or --overwrite to start over", { file: dir, field: "output" });
+/**
+ * A folder holding a run is trained over only with --resume or --overwrite, refused before anything is
+ * written; --resume needs a checkpoint to continue (a sweep's sizes not reached yet start fresh).
+ */
+function checkOutputsFree(dirs: string[], options: DistillOptions): void {
+  if (options.resume) {
+    if (!dirs.some((dir) => existsSync(join(dir, CHECKPOINT)))) fail("usage", `nothing to resume: there is no checkpoint in ${dirs.join(", ")}; run without --resume to start`, { file: dirs[0], field: "resume" });
+    return;
+  }
+  if (options.overwrite) return;
+  for (const dir of dirs) {
+    if (existsSync(join(dir, CHECKPOINT)) || existsSync(join(dir, ADAPTER_WEIGHTS))) {
+      fail("usage", "the output folder already holds a distillation run; pass --resume to continue it or --overwrite to start over", { file: dir, field: "output" });
+    }
   }
 }
 
