@@ -12,7 +12,7 @@ import { generate, type AdapterPrompt } from "../infer/generate.js";
 import type { Adapter } from "../peft/adapter.js";
 import { paramInputs } from "../eval/loss.js";
 import { distillExample, distillGraph, klObjective } from "./objective.js";
-import type { TeacherTargets } from "./teacher.js";
+import { type TeacherTargets, idsOnly } from "./teacher.js";
 
 export interface Agreement {
   /** Share of held-out inputs whose greedy continuation is the teacher's, token for token (EOS included). */
@@ -30,7 +30,7 @@ export type Student = { adapter: Pick<Adapter, "method" | "config" | "params">; 
 export async function agreementWith(lm: CausalLM, tokenizer: Tokenizer, heldOut: TeacherTargets, student: Student, batchSize = 8): Promise<Agreement> {
   const { rows } = heldOut;
   const maxNewTokens = Math.max(...rows.map((r) => r.continuation.length));
-  const generated = await generate(lm, tokenizer, rows.map((r) => ({ inputIds: r.input, prompt: student?.prompt, maxNewTokens })));
+  const generated = await generate(lm, undefined, rows.map((r) => ({ inputIds: r.input, prompt: student?.prompt, maxNewTokens })), idsOnly(tokenizer));
   const greedy = generated.filter((g, i) => sameIds(g.ids, rows[i].continuation)).length / rows.length;
 
   const adapter = student?.adapter;
@@ -62,7 +62,7 @@ const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.l
  * computed once per prompt, not per request), the median of `repeats` runs over the request count.
  */
 export async function prefillSecondsPerRequest(lm: CausalLM, tokenizer: Tokenizer, requests: readonly { inputIds: number[]; prompt?: AdapterPrompt }[], repeats = 5): Promise<number> {
-  const run = () => generate(lm, tokenizer, requests.map((r) => ({ ...r, maxNewTokens: 1 })));
+  const run = () => generate(lm, undefined, requests.map((r) => ({ ...r, maxNewTokens: 1 })), idsOnly(tokenizer));
   await run();
   const times: number[] = [];
   for (let i = 0; i < repeats; i++) {

@@ -14,7 +14,7 @@ import * as o from "../graph/ops.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { IGNORE_INDEX, makeBatches, type TokenizedExample } from "../data/index.js";
-import { generate } from "../infer/generate.js";
+import { type GenerateOptions, generate } from "../infer/generate.js";
 import { Program } from "../runtime/session.js";
 import { forwardGraph, lossFeeds } from "../train/objective.js";
 
@@ -78,7 +78,7 @@ export async function teacherTargets(
       ...(settings.samples === 0 ? {} : { temperature: 1, seed: settings.seed + i * draws + j }),
     })),
   );
-  const continuations = (await generate(lm, tokenizer, requests)).map((g) => g.ids);
+  const continuations = (await generate(lm, undefined, requests, idsOnly(tokenizer))).map((g) => g.ids);
   const k = Math.min(settings.topK, lm.config.vocabSize);
   const rows: TeacherRow[] = [];
   let forwardPasses = 0;
@@ -105,6 +105,9 @@ export async function teacherTargets(
   }
   return { targets: { k, vocabSize: lm.config.vocabSize, rows }, work: { generated: continuations.length, forwardPasses } };
 }
+
+/** Generation that stops and pads as the tokenizer says but decodes nothing: distillation compares ids (and a benchmark's stub tokenizer cannot decode). */
+export const idsOnly = (tokenizer: Tokenizer): GenerateOptions => ({ eosTokenIds: tokenizer.eosTokenIds, padTokenId: paddingId(tokenizer) });
 
 const scoringPrograms = new WeakMap<CausalLM, Promise<Program>>();
 
