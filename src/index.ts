@@ -23,10 +23,13 @@ export { inspectPrompt, promptSimilarity } from "./peft/inspect.js";
 // Training
 export { trainAdapter, trainPrompt, type TrainRun, type TrainEvent, type TrainResult } from "./train/trainer.js";
 export { parseTrainConfig, type TrainConfig } from "./train/config.js";
-export { lossGraph, lossFeeds } from "./train/objective.js";
+export { lossGraph, lossFeeds, lmObjective, type Objective } from "./train/objective.js";
 export { promptLossGraph, promptLossFeeds } from "./peft/prompt-tuning/model.js";
 export { LossEvaluator } from "./eval/loss.js";
 export { AdamW, Adafactor } from "./train/optim.js";
+
+// Prompt distillation: a long hard prompt into a few soft vectors (or a key/value prefix)
+export { distill, klObjective, type DistillOptions, type DistillReport } from "./distill/index.js";
 
 // Inference
 export { generate, type GenerateRequest, type Generation, type SoftPrompt, type PrefixPrompt, type LoraPrompt, type AdapterPrompt } from "./infer/generate.js";
