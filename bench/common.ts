@@ -6,6 +6,13 @@ import { type ModelConfig, parseModelConfig } from "../src/models/config.js";
 import { tensorSpec } from "../src/models/checkpoint.js";
 import { Program } from "../src/runtime/session.js";
 import { Rng } from "../src/util/rng.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { CausalLM } from "../src/models/causal-lm.js";
+import { tokenizerFromParts } from "../src/tokenizer/index.js";
+import { parseTrainConfig } from "../src/train/config.js";
+import { trainAdapter } from "../src/train/trainer.js";
 
 export const SHAPES: Record<string, Record<string, unknown>> = {
   "gpt2-small": { model_type: "gpt2", n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024, vocab_size: 50257 },
@@ -151,4 +158,60 @@ export function peakRssMb(): number {
     // not Linux: fall through
   }
   return process.resourceUsage().maxRSS / 1024;
+}
+
+/** Training on ids needs no real tokenizer: one word, the end of text, also the padding. */
+export function idsTokenizer() {
+  return tokenizerFromParts({
+    tokenizerJson: { version: "1.0", model: { type: "WordLevel", vocab: { "<eos>": 0 }, unk_token: "<eos>" }, added_tokens: [{ id: 0, content: "<eos>", special: true }] },
+    tokenizerConfig: { eos_token: "<eos>" },
+  });
+}
+
+/** `rows` examples of `length` random ids, each labelled on every token (as bench_peft.py's labels = input_ids). */
+export function randomExamples(vocabSize: number, rows: number, length: number, seed = 11) {
+  const rng = new Rng(seed);
+  return Array.from({ length: rows }, () => {
+    const ids = Array.from({ length }, () => rng.int(vocabSize));
+    return { inputIds: ids, labels: ids };
+  });
+}
+
+/**
+ * Runs `steps` optimiser steps of the real trainer (trainAdapter) on `items`, one batch per step, and returns
+ * each step's wall time in seconds: from the end of the previous step (or the start) to the end of this one,
+ * so the first one includes compiling the step's graph. `afterStep` runs after each step, outside the timing
+ * (a benchmark may wait there for another process's step). `options` are parseTrainConfig's (method, the
+ * method's options, lr, …).
+ */
+export async function trainStepSeconds(
+  lm: CausalLM,
+  items: { inputIds: number[]; labels: number[] }[],
+  options: Record<string, unknown>,
+  steps: number,
+  afterStep?: (step: { step: number; seconds: number; loss: number }) => void,
+): Promise<number[]> {
+  const outputDir = mkdtempSync(join(tmpdir(), "bench-train-"));
+  const stepSeconds: number[] = [];
+  let last = performance.now();
+  try {
+    await trainAdapter({
+      lm,
+      tokenizer: idsTokenizer(),
+      baseModelName: "benchmark",
+      train: items,
+      valid: [],
+      config: parseTrainConfig({ batchSize: items.length, saveEvery: 1000, ...options, steps }),
+      outputDir,
+      onStep: (event) => {
+        const seconds = (performance.now() - last) / 1000;
+        stepSeconds.push(seconds);
+        afterStep?.({ step: event.step, seconds, loss: event.loss });
+        last = performance.now();
+      },
+    });
+  } finally {
+    rmSync(outputDir, { recursive: true, force: true });
+  }
+  return stepSeconds;
 }

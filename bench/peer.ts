@@ -16,19 +16,27 @@ export interface PeerResult {
 const REFERENCE = fileURLToPath(new URL("../../shared/reference/", import.meta.url));
 const PYTHON = join(process.env.REFERENCE_VENV ?? join(homedir(), ".cache/softprompt-reference/venv"), "bin/python");
 
-/** PEFT's numbers for these shapes, or null (with the reason) when the reference stack is absent. */
-export function runPeft(models: string[], steps = 3): { results: PeerResult[] } | { skipped: string } {
+/** The reference venv's python, bench_peft.py and the environment to run it in, or why they are absent. */
+export function peftPeer(): { python: string; script: string; env: NodeJS.ProcessEnv } | { skipped: string } {
   const script = join(REFERENCE, "bench_peft.py");
   if (!existsSync(script)) return { skipped: `no ${script}` };
   if (!existsSync(PYTHON)) return { skipped: `no reference venv at ${PYTHON} (build it with shared/reference/setup.sh)` };
-  const out = join(mkdtempSync(join(tmpdir(), "peft-bench-")), "peft.json");
   const env = { ...process.env };
   // bench_peft.py's README: run with these unset, or numpy/torch take a slow path.
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  return { python: PYTHON, script, env };
+}
+
+/** PEFT's numbers for these shapes, or null (with the reason) when the reference stack is absent. */
+export function runPeft(models: string[], steps = 3): { results: PeerResult[] } | { skipped: string } {
+  const peer = peftPeer();
+  if ("skipped" in peer) return peer;
+  const { python, script, env } = peer;
+  const out = join(mkdtempSync(join(tmpdir(), "peft-bench-")), "peft.json");
   const results: PeerResult[] = [];
   for (const model of models) {
-    execFileSync(PYTHON, [script, "--model", model, "--steps", String(steps), "--json", out], { env, stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync(python, [script, "--model", model, "--steps", String(steps), "--json", out], { env, stdio: ["ignore", "ignore", "inherit"] });
     results.push(...(JSON.parse(readFileSync(out, "utf8")) as { results: PeerResult[] }).results);
   }
   return { results };

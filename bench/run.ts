@@ -1,4 +1,4 @@
-// `npm run bench -- [engine] [load] [train] [serve]`: runs the named benchmarks (all by default), each in a
+// `npm run bench -- [engine] [load] [train] [serve] [distill] [methods]`: runs the named benchmarks (all by default), each in a
 // process of its own so peak-memory numbers do not mix, and writes each result to bench/results/<name>.json.
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -13,6 +13,7 @@ const benches: Record<string, () => Promise<object>> = {
   train: async () => (await import("./train.js")).benchTrain(),
   serve: async () => (await import("./serve.js")).benchServe(),
   distill: async () => (await import("./distill.js")).benchDistill(),
+  methods: async () => (await import("./methods.js")).benchMethods(),
 };
 
 const ortVersion = () => (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string }).version;

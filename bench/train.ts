@@ -2,18 +2,12 @@
 // shapes, batch 8 × (20 virtual + 108 text) tokens, loss on every text token, beside real PEFT on the same
 // shapes; and generation tokens/s with the prompt's keys/values cached and recomputed.
 import { buildModel } from "../src/models/build.js";
-import { parseTrainConfig } from "../src/train/config.js";
-import { trainPrompt } from "../src/train/trainer.js";
 import { generate } from "../src/infer/generate.js";
 import { PromptCache } from "../src/infer/kv-cache.js";
-import { tokenizerFromParts } from "../src/tokenizer/index.js";
 import { Rng } from "../src/util/rng.js";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { median, peakRssMb, randomWeights, shapeConfig } from "./common.js";
+import { median, peakRssMb, randomExamples, randomWeights, shapeConfig, trainStepSeconds } from "./common.js";
 import { BATCH, TEXT, VIRTUAL } from "./engine.js";
 import { runPeft } from "./peer.js";
 
@@ -22,29 +16,9 @@ const STEPS = 4;
 async function trainThroughput(shape: string) {
   const config = shapeConfig(shape);
   const lm = buildModel(config, randomWeights(config));
-  const rng = new Rng(11);
-  const items = Array.from({ length: BATCH }, () => {
-    const ids = Array.from({ length: TEXT }, () => rng.int(config.vocabSize));
-    return { inputIds: ids, labels: ids };
-  });
-  const outputDir = mkdtempSync(join(tmpdir(), "bench-train-"));
-  const stepSeconds: number[] = [];
-  let last = performance.now();
-  await trainPrompt({
-    lm,
-    tokenizer: stubTokenizer(),
-    baseModelName: shape,
-    train: items,
-    valid: [],
-    config: parseTrainConfig({ numVirtualTokens: VIRTUAL, steps: STEPS + 1, batchSize: BATCH, init: "random", saveEvery: 1000 }),
-    outputDir,
-    onStep: () => {
-      const now = performance.now();
-      stepSeconds.push((now - last) / 1000);
-      last = now;
-    },
-  });
-  rmSync(outputDir, { recursive: true });
+  const items = randomExamples(config.vocabSize, BATCH, TEXT);
+  const options = { numVirtualTokens: VIRTUAL, init: "random" };
+  const stepSeconds = await trainStepSeconds(lm, items, options, STEPS + 1);
   const stepMedian = median(stepSeconds.slice(1)); // the first step includes compilation
   return { lm, step_s_median: stepMedian, train_tokens_per_s: (BATCH * (VIRTUAL + TEXT)) / stepMedian };
 }
@@ -79,14 +53,6 @@ async function generationThroughput(lm: ReturnType<typeof buildModel>) {
     tokens_per_s_prompt_cached: tokensPerSecond(seconds.cached),
     tokens_per_s_prompt_recomputed: tokensPerSecond(seconds.recomputed),
   };
-}
-
-/** Training needs no real tokenizer here: the data is already ids. */
-function stubTokenizer() {
-  return tokenizerFromParts({
-    tokenizerJson: { version: "1.0", model: { type: "WordLevel", vocab: { "<eos>": 0 }, unk_token: "<eos>" }, added_tokens: [{ id: 0, content: "<eos>", special: true }] },
-    tokenizerConfig: { eos_token: "<eos>" },
-  });
 }
 
 /** One shape's numbers, measured in this process (the child that benchTrain starts per shape). */
