@@ -6,13 +6,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildModel } from "../src/models/build.js";
-import { tokenizerFromParts } from "../src/tokenizer/index.js";
 import { parseTrainConfig } from "../src/train/config.js";
 import { trainAdapter } from "../src/train/trainer.js";
 import { loadAdapter } from "../src/peft/adapter.js";
 import { DISTILL_DEFAULTS, distillExample, klObjective, prefillSecondsPerRequest, teacherTargets } from "../src/distill/index.js";
 import { Rng } from "../src/util/rng.js";
-import { median, peakRssMb, randomWeights, shapeConfig } from "./common.js";
+import { idsTokenizer, median, peakRssMb, randomWeights, shapeConfig } from "./common.js";
 
 const SHAPE = "gpt2-small";
 const PROMPT_TOKENS = 200;
@@ -23,18 +22,10 @@ const VIRTUAL = 8;
 const STEPS = 6;
 const TOP_K = 64;
 
-/** A one-token vocabulary is enough: every id is fed directly; EOS (0) ends a continuation early, rarely. */
-function stubTokenizer() {
-  return tokenizerFromParts({
-    tokenizerJson: { version: "1.0", model: { type: "WordLevel", vocab: { "<eos>": 0 }, unk_token: "<eos>" }, added_tokens: [{ id: 0, content: "<eos>", special: true }] },
-    tokenizerConfig: { eos_token: "<eos>" },
-  });
-}
-
 export async function benchDistill() {
   const config = shapeConfig(SHAPE);
   const lm = buildModel(config, randomWeights(config));
-  const tokenizer = stubTokenizer();
+  const tokenizer = idsTokenizer();
   const rng = new Rng(21);
   const ids = (n: number) => Array.from({ length: n }, () => 1 + rng.int(config.vocabSize - 1));
   const prompt = ids(PROMPT_TOKENS);
