@@ -8,7 +8,8 @@
 import type { Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
-import type { ForwardHooks, ForwardResult, KV, Weights } from "./causal-lm.js";
+import type { CausalLM, ForwardArgs, ForwardHooks, ForwardResult, KV, Weights } from "./causal-lm.js";
+import type { ModelConfig } from "./config.js";
 import type { TensorSpec } from "./registry.js";
 
 /** How a family stores projection weights: GPT-2's Conv1D [in, out], or nn.Linear's [out, in]. */
@@ -136,4 +137,40 @@ export function runBlocks(
   const hidden = finalNorm(x);
   hiddenStates.push(hidden);
   return { hidden, hiddenStates, presents };
+}
+
+/** Rotary frequencies older checkpoints saved as buffers; every rotary family recomputes them from the config. */
+export const ROTARY_BUFFERS = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
+
+/** One decoder layer of the Llama layout, given its hooked projections and the forward's shared rope and mask. */
+export type LlamaLayoutBlock = (layer: number, x: Value, linear: Linear, rope: Rotary, mask: nn.AttentionMask, past: KV | undefined) => { x: Value; kv: KV };
+
+/**
+ * The shell every family with HF's Llama layout shares (`model.embed_tokens`, `model.layers.N`, `model.norm`, and
+ * `lm_head` or the tied embeddings): per forward, the rotary tables and the attention mask are built once and shared
+ * by every layer (a sliding layer narrows the mask with `mask.window(size)`, cached), and each block gets the
+ * projections with the adapter's hooks. Families differ in their block and their rope tables.
+ */
+export function llamaLayoutDecoder(
+  config: ModelConfig,
+  weights: Weights,
+  rotaryTables: (positions: Value) => Rotary,
+  block: LlamaLayoutBlock,
+): CausalLM {
+  const headWeight = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  return {
+    config,
+    weights,
+    embeddingName: "model.embed_tokens.weight",
+    embed: (ids) => o.gather(weights.get("model.embed_tokens.weight"), ids, 0),
+    forward({ inputsEmbeds, positions, allowed, past, hooks }: ForwardArgs): ForwardResult {
+      const rope = rotaryTables(positions);
+      const mask = new nn.AttentionMask(allowed, positions, past !== undefined);
+      const linear = hookedLinear(weights, "out_in", hooks);
+      return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, linear, rope, mask, kv), (h) =>
+        rmsNorm(weights, "model.norm", h, config.normEps),
+      );
+    },
+    lmHead: (h) => o.gemm(h, weights.get(headWeight), { transB: true }),
+  };
 }

@@ -33,7 +33,7 @@ import {
 } from "./config-fields.js";
 import { type RopeConfig, parseRope, ropeBlock, ropeFields, ropeFromBlock, rotaryInverseFrequencies } from "./rope.js";
 import type { CausalLM, ForwardArgs, ForwardResult, KV, Weights } from "./causal-lm.js";
-import { type Linear, type Rotary, attendHeads, gatedMlp, hookedLinear, linearSpec, rmsNormPlusOne, runBlocks } from "./blocks.js";
+import { type Linear, type Rotary, attendHeads, gatedMlp, hookedLinear, linearSpec, rmsNormPlusOne, runBlocks, ROTARY_BUFFERS } from "./blocks.js";
 import { type TensorSpec, registerArchitecture } from "./registry.js";
 
 /** Gemma2Config's and Gemma3TextConfig's fields (the same names; defaults differ, see below). */
@@ -228,7 +228,7 @@ export function gemma(config: GemmaConfig, weights: Weights): CausalLM {
 registerArchitecture<GemmaFields>({
   modelTypes: ["gemma2", "gemma3_text"],
   positions: "rotary",
-  ignoredTensors: [/^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/],
+  ignoredTensors: [ROTARY_BUFFERS],
   parseConfig: parseGemmaConfig,
   tensorSpec: gemmaTensorSpec,
   build: gemma,

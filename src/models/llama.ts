@@ -11,8 +11,8 @@ import * as nn from "../graph/nn.js";
 import type { ModelConfig } from "./config.js";
 import { activationName, commonConfig, commonFields, count, eps, validateConfig } from "./config-fields.js";
 import { parseRope, ropeFields, rotaryInverseFrequencies } from "./rope.js";
-import type { CausalLM, ForwardArgs, ForwardResult, KV, Weights } from "./causal-lm.js";
-import { type Linear, gatedMlp, hookedLinear, mergeHeads, rmsNorm, runBlocks, splitHeads, withPast } from "./blocks.js";
+import type { CausalLM, KV, Weights } from "./causal-lm.js";
+import { type Linear, gatedMlp, mergeHeads, rmsNorm, splitHeads, withPast, ROTARY_BUFFERS, llamaLayoutDecoder, type Rotary } from "./blocks.js";
 import { type TensorSpec, registerArchitecture } from "./registry.js";
 
 /** LlamaConfig's fields (MistralConfig and Qwen2Config are the same shape), with their defaults. */
@@ -146,11 +146,13 @@ function llamaTensorSpec(c: LlamaConfig): TensorSpec[] {
 export function llama(config: LlamaConfig, weights: Weights): CausalLM {
   const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps } = config;
   const { attentionBias: bias, mlpBias } = config.family;
-  const w = (name: string) => weights.get(name);
   const invFreq = rotaryInverseFrequencies(config.rope!, hd);
 
-  function block(i: number, x: Value, linear: Linear, rope: { cos: Value; sin: Value }, mask: nn.AttentionMask, past: KV | undefined) {
+  const window = config.family.slidingWindow;
+
+  function block(i: number, x: Value, linear: Linear, rope: Rotary, full: nn.AttentionMask, past: KV | undefined) {
     const p = `model.layers.${i}`;
+    const mask = window === null ? full : full.window(window); // Mistral's window is on every layer
     // Attention with rotary q, k; the new keys join the past after rotation (cached keys are rotated already).
     const h = rmsNorm(weights, `${p}.input_layernorm`, x, eps);
     const q = nn.rotary(splitHeads(linear(`${p}.self_attn.q_proj`, h, bias.qkv), heads, hd), rope.cos, rope.sin); // [B, H, T, hd]
@@ -163,31 +165,14 @@ export function llama(config: LlamaConfig, weights: Weights): CausalLM {
     return { x, kv };
   }
 
-  const headWeight = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  return {
-    config,
-    weights,
-    embeddingName: "model.embed_tokens.weight",
-    embed: (ids) => o.gather(w("model.embed_tokens.weight"), ids, 0),
-    forward({ inputsEmbeds, positions, allowed, past, hooks }: ForwardArgs): ForwardResult {
-      const rope = nn.rotaryTables(positions, invFreq); // shared by every layer, as is the mask
-      const full = new nn.AttentionMask(allowed, positions, past !== undefined);
-      const window = config.family.slidingWindow;
-      const mask = window === null ? full : full.window(window); // Mistral's window is on every layer
-      const linear = hookedLinear(weights, "out_in", hooks);
-      return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, linear, rope, mask, kv), (h) =>
-        rmsNorm(weights, "model.norm", h, eps),
-      );
-    },
-    lmHead: (h) => o.gemm(h, w(headWeight), { transB: true }),
-  };
+  return llamaLayoutDecoder(config, weights, (positions) => nn.rotaryTables(positions, invFreq), block);
 }
 
 registerArchitecture<LlamaFields>({
   modelTypes: ["llama", "mistral", "qwen2"],
   positions: "rotary",
   // Rotary frequencies older checkpoints saved as buffers; they are recomputed from the config.
-  ignoredTensors: [/^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/],
+  ignoredTensors: [ROTARY_BUFFERS],
   parseConfig: parseLlamaConfig,
   tensorSpec: llamaTensorSpec,
   build: llama,

@@ -16,8 +16,8 @@ import * as nn from "../graph/nn.js";
 import type { ModelConfig } from "./config.js";
 import { activationName, commonConfig, commonFields, count, decoderFields, decoderShape, eps, refuseQuantization, validateConfig } from "./config-fields.js";
 import { type RopeBlock, parsePartialRotary, parseRope, ropeFields, rotaryInverseFrequencies, rotaryOptions } from "./rope.js";
-import type { CausalLM, ForwardArgs, ForwardResult, KV, Weights } from "./causal-lm.js";
-import { type Linear, type Rotary, attendHeads, hookedLinear, linearSpec, rmsNorm, runBlocks } from "./blocks.js";
+import type { CausalLM, KV, Weights } from "./causal-lm.js";
+import { type Linear, type Rotary, attendHeads, linearSpec, rmsNorm, ROTARY_BUFFERS, llamaLayoutDecoder } from "./blocks.js";
 import { type TensorSpec, registerArchitecture } from "./registry.js";
 
 /** Phi3Config's fields, with its defaults; 4.x has partial_rotary_factor at the top. */
@@ -103,8 +103,9 @@ export function phi3(config: Phi3Config, weights: Weights): CausalLM {
   const activation = nn.ACTIVATIONS[config.activation];
   const [qOut, kvOut] = [heads * hd, kvHeads * hd];
 
-  function block(i: number, x: Value, linear: Linear, rope: Rotary, mask: nn.AttentionMask, past: KV | undefined) {
+  function block(i: number, x: Value, linear: Linear, rope: Rotary, full: nn.AttentionMask, past: KV | undefined) {
     const p = `model.layers.${i}`;
+    const mask = slidingWindow === null ? full : full.window(slidingWindow);
     const qkv = linear(`${p}.self_attn.qkv_proj`, rmsNorm(weights, `${p}.input_layernorm`, x, eps), false); // [B, T, q | k | v]
     const q = o.slice(qkv, -1, 0, qOut);
     const k = o.slice(qkv, -1, qOut, qOut + kvOut);
@@ -118,29 +119,13 @@ export function phi3(config: Phi3Config, weights: Weights): CausalLM {
     return { x, kv };
   }
 
-  const headWeight = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  return {
-    config,
-    weights,
-    embeddingName: "model.embed_tokens.weight",
-    embed: (ids) => o.gather(weights.get("model.embed_tokens.weight"), ids, 0),
-    forward({ inputsEmbeds, positions, allowed, past, hooks }: ForwardArgs): ForwardResult {
-      const rope = nn.rotaryTables(positions, invFreq, ropeOptions); // [B, 1, T, rotaryDim]
-      const full = new nn.AttentionMask(allowed, positions, past !== undefined);
-      const mask = slidingWindow === null ? full : full.window(slidingWindow);
-      const linear = hookedLinear(weights, "out_in", hooks);
-      return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, linear, rope, mask, kv), (h) =>
-        rmsNorm(weights, "model.norm", h, eps),
-      );
-    },
-    lmHead: (h) => o.gemm(h, weights.get(headWeight), { transB: true }),
-  };
+  return llamaLayoutDecoder(config, weights, (positions) => nn.rotaryTables(positions, invFreq, ropeOptions), block);
 }
 
 registerArchitecture<Phi3Fields>({
   modelTypes: ["phi3"],
   positions: "rotary",
-  ignoredTensors: [/^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/],
+  ignoredTensors: [ROTARY_BUFFERS],
   parseConfig: parsePhi3Config,
   tensorSpec: phi3TensorSpec,
   build: phi3,

@@ -25,8 +25,8 @@ import {
   validateConfig,
 } from "./config-fields.js";
 import { parseRope, ropeFields, rotaryInverseFrequencies } from "./rope.js";
-import type { CausalLM, ForwardArgs, ForwardResult, KV, Weights } from "./causal-lm.js";
-import { type Linear, type Rotary, attendHeads, gatedMlp, hookedLinear, linearSpec, rmsNorm, runBlocks } from "./blocks.js";
+import type { CausalLM, KV, Weights } from "./causal-lm.js";
+import { type Linear, type Rotary, attendHeads, gatedMlp, linearSpec, rmsNorm, ROTARY_BUFFERS, llamaLayoutDecoder } from "./blocks.js";
 import { type TensorSpec, registerArchitecture } from "./registry.js";
 
 /** SmolLM3Config's fields, with its defaults. */
@@ -129,28 +129,13 @@ export function smollm3(config: SmolLM3Config, weights: Weights): CausalLM {
     return { x, kv };
   }
 
-  const headWeight = config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  return {
-    config,
-    weights,
-    embeddingName: "model.embed_tokens.weight",
-    embed: (ids) => o.gather(weights.get("model.embed_tokens.weight"), ids, 0),
-    forward({ inputsEmbeds, positions, allowed, past, hooks }: ForwardArgs): ForwardResult {
-      const rope = nn.rotaryTables(positions, invFreq);
-      const mask = new nn.AttentionMask(allowed, positions, past !== undefined);
-      const linear = hookedLinear(weights, "out_in", hooks);
-      return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, linear, rope, mask, kv), (h) =>
-        rmsNorm(weights, "model.norm", h, eps),
-      );
-    },
-    lmHead: (h) => o.gemm(h, weights.get(headWeight), { transB: true }),
-  };
+  return llamaLayoutDecoder(config, weights, (positions) => nn.rotaryTables(positions, invFreq), block);
 }
 
 registerArchitecture<SmolLM3Fields>({
   modelTypes: ["smollm3"],
   positions: "rotary",
-  ignoredTensors: [/^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/],
+  ignoredTensors: [ROTARY_BUFFERS],
   parseConfig: parseSmolLM3Config,
   tensorSpec: smollm3TensorSpec,
   build: smollm3,
