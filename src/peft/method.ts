@@ -62,8 +62,20 @@ export interface Adaptation {
   past?: KV[];
   /** Hooks into the model's forward (LoRA wraps projections). */
   hooks?: ForwardHooks;
-  /** Feeds for the graph inputs the adaptation declared itself, for one batch (e.g. which prompt each row uses). */
-  feeds(batch: Batch<ArrayLike<number>>): Record<string, Tensor>;
+  /**
+   * Feeds for the graph inputs the adaptation declared itself, for one batch (e.g. which prompt each row uses).
+   * `step` is given for a training step (its random parts, e.g. a dropout mask, are drawn from it, so a resumed
+   * run draws the same); without it — validation — they are off.
+   */
+  feeds(batch: Batch<ArrayLike<number>>, step?: TrainingStep): Record<string, Tensor>;
+}
+
+/** Which training step a batch belongs to: a pure function of these draws the step's random parts. */
+export interface TrainingStep {
+  seed: number;
+  step: number;
+  /** The accumulation micro-batch within the step. */
+  micro: number;
 }
 
 /** What inference keeps of an adapter (one variant per way a method can be served). */
@@ -103,8 +115,8 @@ export interface PeftMethod<Options extends object = object, Config extends Peft
   makeConfig(options: Options, ctx: MethodContext): Config;
   /** The trainable tensors with their initial values (may read files: a trained adapter to start from). */
   initParams(options: Options, ctx: MethodContext): Params | Promise<Params>;
-  /** The forward's change, over the parameters as graph inputs (same names as `initParams`). */
-  adapt(config: Config, params: ReadonlyMap<string, Value>, lm: CausalLM): Adaptation;
+  /** The forward's change, over the parameters as graph inputs (same names as `initParams`); `training` adds what only training has (e.g. LoRA dropout). */
+  adapt(config: Config, params: ReadonlyMap<string, Value>, lm: CausalLM, training?: boolean): Adaptation;
   /** The tensors of adapter_model.safetensors, by PEFT's names. */
   toPeftTensors(config: Config, params: Params): Params;
   /** The trainable tensors from adapter_model.safetensors (`read` fails naming the tensor when absent; `names`: every tensor the file holds). */

@@ -111,7 +111,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
 
   // One compiled graph gives the loss, its gradient w.r.t. every trainable tensor, and the batch's token count.
   const inputs = paramInputs(params);
-  const adaptation = method.adapt(adapterConfig, inputs, lm);
+  const adaptation = method.adapt(adapterConfig, inputs, lm, true);
   const objective = run.objective ?? lmObjective;
   const graph = objective.graph(lm, adaptation);
   checkFitsContext(lm, graph.numVirtual, [...run.train, ...run.valid], run.flagOf ?? kebabFlag);
@@ -171,7 +171,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
     for (let micro = 0; micro < config.gradAccum; micro++) {
       const next = stream.next().value!;
       epoch = next.epoch;
-      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch), ...objective.feeds(next.batch, graph) });
+      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch, { seed: config.seed, step: state.step, micro }), ...objective.feeds(next.batch, graph) });
       const count = (out.count.data as Float32Array)[0];
       for (const [n, sum] of sums) {
         const g = out[`grad.${n}`].data as Float32Array;

@@ -78,7 +78,7 @@ export const loraOptionsSchema = z
       .min(0)
       .lt(1)
       .default(0)
-      .describe("dropout on the LoRA input while training: only 0 (a fresh mask per step is not supported yet)"),
+      .describe("dropout on each adapted module's input while training (a fresh mask every step; none at validation or inference)"),
     targetModules: z
       .array(z.string().min(1))
       .min(1)
@@ -87,15 +87,6 @@ export const loraOptionsSchema = z
     excludeModules: z.array(z.string().min(1)).min(1).optional().describe("a module name or name suffix to leave alone among the targets"),
     useRslora: z.boolean().default(false).describe("rank-stabilised LoRA (Kalajdzievski 2023): scale by alpha/√r instead of alpha/r"),
     bias: z.enum(["none"]).default("none").describe('which biases train: only "none" (PEFT\'s "all" and "lora_only" also change the base biases)'),
-  })
-  .superRefine((o, ctx) => {
-    // A dropout mask must be drawn afresh each training step and never at validation, and resumed runs
-    // must draw the same masks; adapt() is told neither the step nor training from evaluation, so a
-    // seeded mask cannot be made to honour both. Adapters trained elsewhere with dropout load fine: PEFT
-    // applies none at inference either.
-    if (o.loraDropout !== 0) {
-      ctx.addIssue({ code: "custom", path: ["loraDropout"], message: `lora_dropout ${o.loraDropout} is not supported for training here (a per-step mask needs the training step, which the method seam does not pass); accepted: 0` });
-    }
   });
 export type LoraOptions = z.infer<typeof loraOptionsSchema>;
 

@@ -10,7 +10,7 @@ import { Rng } from "../../util/rng.js";
 import type { CausalLM } from "../../models/causal-lm.js";
 import { registerMethod, type Param, type Params, type PeftMethod } from "../method.js";
 import { ALL_LINEAR, DEFAULT_TARGETS, type LoraConfig, type LoraOptions, loraConfigSchema, loraOptionsSchema } from "./config.js";
-import { initFactors, loraHooks, loraScale } from "./layer.js";
+import { LoraDropout, initFactors, loraHooks, loraScale } from "./layer.js";
 import { type Target, isAllLinear, moduleOfKey, resolveTargets, checkRank } from "./targets.js";
 
 const A = ".lora_A";
@@ -88,10 +88,12 @@ export const lora: PeftMethod<LoraOptions, LoraConfig> = {
     return params;
   },
 
-  adapt(config, params, lm) {
+  adapt(config, params, lm, training = false) {
     const shapes = new Map([...params].map(([name, v]) => [name, { shape: v.shape as number[] }]));
     const factors = new Map(checkLoraAdapter(lm, config, shapes).map((t) => [t.module, { a: params.get(t.key + A)!, b: params.get(t.key + B)! }]));
-    return { hooks: loraHooks(factors, loraScale(config)), feeds: () => ({}) };
+    // Dropout is training's alone: validation feeds its masks as ones, evaluation and inference build none.
+    const dropout = training && config.lora_dropout > 0 ? new LoraDropout(config.lora_dropout) : undefined;
+    return { hooks: loraHooks(factors, loraScale(config), dropout), feeds: (batch, step) => dropout?.feeds(batch, step) ?? {} };
   },
 
   toPeftTensors(_config, params) {

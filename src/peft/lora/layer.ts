@@ -8,7 +8,11 @@ import type { Value } from "../../graph/ir.js";
 import * as o from "../../graph/ops.js";
 import * as nn from "../../graph/nn.js";
 import type { ForwardHooks } from "../../models/causal-lm.js";
-import type { Rng } from "../../util/rng.js";
+import { Rng } from "../../util/rng.js";
+import { fail } from "../../util/errors.js";
+import type { Tensor } from "../../runtime/session.js";
+import type { Batch } from "../../data/index.js";
+import type { TrainingStep } from "../method.js";
 import { linearInit } from "../prefix-tuning/model.js";
 
 /** The update's scale: lora_alpha / r, or lora_alpha / √r with rsLoRA. */
@@ -17,12 +21,12 @@ export function loraScale(config: { r: number; lora_alpha: number; use_rslora?: 
 }
 
 /** The forward's `linear` hook: each adapted module (by canonical name) gets y + scale·(x·Aᵀ)·Bᵀ; the rest pass through. */
-export function loraHooks(factors: ReadonlyMap<string, { a: Value; b: Value }>, scale: number): ForwardHooks {
+export function loraHooks(factors: ReadonlyMap<string, { a: Value; b: Value }>, scale: number, dropout?: LoraDropout): ForwardHooks {
   return {
     linear(module, x, y) {
       const f = factors.get(module);
       if (f === undefined) return y;
-      const down = nn.linear(x, f.a, undefined, "out_in"); // [..., r]
+      const down = nn.linear(dropout === undefined ? x : dropout.apply(module, x), f.a, undefined, "out_in"); // [..., r]
       return o.add(y, o.mul(nn.linear(down, f.b, undefined, "out_in"), scale)); // [..., out]
     },
   };
@@ -34,4 +38,44 @@ export function loraHooks(factors: ReadonlyMap<string, { a: Value; b: Value }>, 
  */
 export function initFactors(rng: Rng, r: number, inFeatures: number, outFeatures: number): { a: Float32Array; b: Float32Array } {
   return { a: linearInit(rng, r * inFeatures, inFeatures), b: new Float32Array(outFeatures * r) };
+}
+
+/**
+ * PEFT's lora_dropout while training: inverted dropout on each adapted module's input, x ⊙ m with m ∈ {0, 1/(1−p)}
+ * drawn per step (a pure function of seed, step, micro-batch and module, so a resumed run draws the same masks).
+ * The masks are graph inputs fed each step; without a training step (validation) they are all ones.
+ */
+export class LoraDropout {
+  private readonly masks = new Map<string, Value>();
+
+  constructor(private readonly p: number) {}
+
+  apply(module: string, x: Value): Value {
+    let mask = this.masks.get(module);
+    if (mask === undefined) {
+      mask = o.input(`lora_dropout.${module}`, "float32", x.shape);
+      this.masks.set(module, mask);
+    }
+    return o.mul(x, mask);
+  }
+
+  feeds(batch: Batch<ArrayLike<number>>, step?: TrainingStep): Record<string, Tensor> {
+    const feeds: Record<string, Tensor> = {};
+    let k = 0;
+    for (const [module, mask] of this.masks) {
+      const dims = mask.shape.map((d) => (d === "batch" ? batch.batchSize : d === "seq" ? batch.seqLen : d));
+      if (dims.some((d) => typeof d !== "number")) fail("usage", `LoRA dropout cannot size its mask for ${module}: ${JSON.stringify(mask.shape)}`);
+      const size = (dims as number[]).reduce((a, b) => a * b, 1);
+      const data = new Float32Array(size);
+      if (step === undefined) data.fill(1);
+      else {
+        const rng = new Rng(((step.seed * 1_000_003 + step.step) * 64 + step.micro) * 4096 + k);
+        const keep = 1 / (1 - this.p);
+        for (let i = 0; i < size; i++) data[i] = rng.next() < this.p ? 0 : keep;
+      }
+      feeds[`lora_dropout.${module}`] = { data, dims: dims as number[] };
+      k++;
+    }
+    return feeds;
+  }
 }
