@@ -136,6 +136,9 @@ export class Scheduler {
 
   private async loop(): Promise<void> {
     for (;;) {
+      // Let the event loop take in requests that arrived during the last step, so they join this one
+      // together instead of trickling in one step at a time.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       this.admit();
       if (this.running.size === 0) return;
       this.metrics?.batchSize.observe(this.running.size);
