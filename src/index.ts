@@ -23,7 +23,7 @@ export { inspectPrompt, promptSimilarity } from "./peft/inspect.js";
 // Training
 export { trainAdapter, trainPrompt, type TrainRun, type TrainEvent, type TrainResult } from "./train/trainer.js";
 export { parseTrainConfig, type TrainConfig } from "./train/config.js";
-export { lossGraph, lossFeeds, lmObjective, type Objective } from "./train/objective.js";
+export { lossGraph, lossFeeds, lmObjective, type Objective } from "./objective/lm.js";
 export { promptLossGraph, promptLossFeeds } from "./peft/prompt-tuning/model.js";
 export { LossEvaluator } from "./eval/loss.js";
 export { AdamW, Adafactor } from "./train/optim.js";

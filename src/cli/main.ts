@@ -11,7 +11,7 @@ import * as workflows from "../workflows.js";
 import { CURVE_FILE } from "../report/loss-curve.js";
 import { TASK_EVAL_DEFAULTS } from "../eval/task.js";
 import { compareView, evalView, inspectView, showView, trainView } from "../report/views.js";
-import { compareMethods } from "../eval/compare.js";
+import { compareMethods } from "../compare.js";
 import { printError, printJson, printResult, printUsageError, printView } from "./output.js";
 import { progressReporter } from "./progress.js";
 import { integer, list, number, setting, TRAIN_DEFAULTS, withFlagNames } from "./options.js";

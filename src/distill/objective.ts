@@ -1,5 +1,5 @@
 /**
- * Distillation as a trainer objective (src/train/objective.ts): the mean over continuation positions of
+ * Distillation as a trainer objective (src/objective/lm.ts): the mean over continuation positions of
  * KL(teacher ‖ student), the student being the frozen model with the adapter before the input alone.
  * Each training row is an input followed by one of the teacher's continuations, labelled on the
  * continuation; the objective finds the row's teacher distributions by its tokens, so rows may come in
@@ -12,7 +12,7 @@ import { IGNORE_INDEX } from "../data/index.js";
 import type { Tensor } from "../runtime/session.js";
 import type { Value } from "../graph/ir.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import { type LossGraph, type Objective, forwardGraph, lossFeeds } from "../train/objective.js";
+import { type LossGraph, type Objective, forwardGraph, lossFeeds } from "../objective/lm.js";
 import { klSum } from "./kl.js";
 import type { TeacherRow, TeacherTargets } from "./teacher.js";
 

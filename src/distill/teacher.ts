@@ -16,7 +16,7 @@ import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { IGNORE_INDEX, makeBatches, type TokenizedExample } from "../data/index.js";
 import { type GenerateOptions, generate } from "../infer/generate.js";
 import { Program } from "../runtime/session.js";
-import { forwardGraph, lossFeeds } from "../train/objective.js";
+import { forwardGraph, lossFeeds } from "../objective/lm.js";
 
 export interface TeacherSettings {
   /** 0: one greedy continuation per input; N ≥ 1: N continuations sampled at temperature 1 (input i, draw j seeded with seed + i·N + j). */

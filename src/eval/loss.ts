@@ -10,7 +10,7 @@ import type { Batch } from "../data/index.js";
 import { type Feeds, Program } from "../runtime/session.js";
 import type { Adapter } from "../peft/adapter.js";
 import type { Adaptation, Params } from "../peft/method.js";
-import { type VirtualTokens, lossFeeds, lossGraph } from "../train/objective.js";
+import { type VirtualTokens, lossFeeds, lossGraph } from "../objective/lm.js";
 
 export interface LossResult {
   loss: number;

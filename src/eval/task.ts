@@ -12,7 +12,7 @@ import { generate, type AdapterPrompt } from "../infer/generate.js";
 import { checkSoftPrompt } from "../infer/kv-cache.js";
 import { scoreChoices } from "../infer/score.js";
 import { LossEvaluator } from "./loss.js";
-import { checkFitsContext } from "../train/objective.js";
+import { checkFitsContext } from "../objective/lm.js";
 
 /** No prompt, a trained adapter (and what inference uses of it), or a hard text prompt before each input. */
 export type Prompting = { kind: "none" } | { kind: "soft"; adapter: Adapter; prompt: AdapterPrompt } | { kind: "text"; text: string };

@@ -5,7 +5,7 @@
 import type { EvalReport, InspectReport, TrainSummary } from "../workflows.js";
 import type { TaskEvalResult } from "../eval/task.js";
 import type { AdapterSummary } from "./adapter-summary.js";
-import type { CompareReport } from "../eval/compare.js";
+import type { CompareReport } from "../compare.js";
 import { formatDefault, formatPairs, formatTable, percent } from "./table.js";
 
 /** Soft, hard and no prompt as rows of one table, under a headline comparing their accuracy. */

@@ -23,7 +23,7 @@ import { type Params, methodByName } from "../peft/method.js";
 import { writeSafetensors, SafetensorsFile } from "../formats/safetensors.js";
 import { paramInputs } from "../eval/loss.js";
 import type { TrainConfig } from "./config.js";
-import { type Objective, checkFitsContext, lmObjective } from "./objective.js";
+import { type Objective, checkFitsContext, lmObjective } from "../objective/lm.js";
 import { Adafactor, AdamW, type Optimizer } from "./optim.js";
 import { learningRate } from "./schedule.js";
 import { assertFinite, clipGradNorm, globalNorm } from "./clip.js";

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compareMethods, compareSvg } from "../../src/eval/compare.js";
+import { compareMethods, compareSvg } from "../../src/compare.js";
 import { compareView } from "../../src/report/views.js";
 
 const MODEL = fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url));

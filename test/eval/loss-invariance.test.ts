@@ -8,7 +8,7 @@ import { loadTokenizer } from "../../src/tokenizer/index.js";
 import { makeBatches, tokenizeExamples, type Example } from "../../src/data/index.js";
 import { LossEvaluator } from "../../src/eval/loss.js";
 import { loadAdapter } from "../../src/peft/adapter.js";
-import { lossFeeds } from "../../src/train/objective.js";
+import { lossFeeds } from "../../src/objective/lm.js";
 import { ARCHS, adapterDir, loadGoldenModel, modelDir } from "../helpers/golden.js";
 
 const reference = JSON.parse(readFileSync(fileURLToPath(new URL("../fixtures/reference/text_loss.json", import.meta.url)), "utf8")) as {

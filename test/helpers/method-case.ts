@@ -5,7 +5,7 @@ import { expect } from "vitest";
 import * as o from "../../src/graph/ops.js";
 import { grad } from "../../src/graph/autodiff.js";
 import { Program, type Tensor } from "../../src/runtime/session.js";
-import { lossFeeds, lossGraph } from "../../src/train/objective.js";
+import { lossFeeds, lossGraph } from "../../src/objective/lm.js";
 import { paramInputs } from "../../src/eval/loss.js";
 import type { Batch } from "../../src/data/index.js";
 import type { Params, PeftConfigBase, PeftMethod } from "../../src/peft/method.js";

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import * as o from "../../src/graph/ops.js";
 import { grad } from "../../src/graph/autodiff.js";
 import { Program } from "../../src/runtime/session.js";
-import { lossFeeds, lossGraph } from "../../src/train/objective.js";
+import { lossFeeds, lossGraph } from "../../src/objective/lm.js";
 import { paramInputs } from "../../src/eval/loss.js";
 import { loadAdapter } from "../../src/peft/adapter.js";
 import { prefixTuning } from "../../src/peft/prefix-tuning/index.js";

@@ -13,7 +13,7 @@ import { Program } from "../../src/runtime/session.js";
 import { loadModel } from "../../src/models/index.js";
 import { loadAdapter } from "../../src/peft/adapter.js";
 import { LossEvaluator, paramInputs } from "../../src/eval/loss.js";
-import { lossFeeds, lossGraph } from "../../src/train/objective.js";
+import { lossFeeds, lossGraph } from "../../src/objective/lm.js";
 import { cartridge } from "../../src/peft/cartridge/index.js";
 import { OUR_ADAPTERS, OURS, type OurAdapter, writeOurAdapter } from "../fixtures/reference/prefix_ours.js";
 import { ARCHS, type Arch, maxAbsDiff, modelDir } from "../helpers/golden.js";

@@ -8,7 +8,7 @@ import * as o from "../../graph/ops.js";
 import type { CausalLM } from "../../models/causal-lm.js";
 import type { Batch } from "../../data/index.js";
 import type { Tensor } from "../../runtime/session.js";
-import { type LossGraph, lossFeeds, lossGraph } from "../../train/objective.js";
+import { type LossGraph, lossFeeds, lossGraph } from "../../objective/lm.js";
 import type { Adaptation } from "../method.js";
 
 /**

@@ -7,12 +7,12 @@
  */
 import { existsSync, promises as fsp } from "node:fs";
 import { join } from "node:path";
-import { fail } from "../util/errors.js";
-import { writeFileAtomic } from "../util/fs.js";
-import { methodByName } from "../peft/index.js";
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from "../peft/adapter.js";
-import { svgChart } from "../report/plot.js";
-import { evaluate, train, type TrainOptions } from "../workflows.js";
+import { fail } from "./util/errors.js";
+import { writeFileAtomic } from "./util/fs.js";
+import { methodByName } from "./peft/index.js";
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from "./peft/adapter.js";
+import { svgChart } from "./report/plot.js";
+import { evaluate, train, type TrainOptions } from "./workflows.js";
 
 export const COMPARE_SVG = "compare.svg";
 
