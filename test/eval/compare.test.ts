@@ -7,6 +7,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compareMethods, compareSvg } from "../../src/compare.js";
 import { compareView } from "../../src/report/views.js";
+import { execFile } from "node:child_process";
+
+const BIN = fileURLToPath(new URL("../../bin/softprompt.js", import.meta.url));
+function cli(args: string[]): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args, "--json"], { encoding: "utf8" }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }));
+  });
+}
 
 const MODEL = fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url));
 const data = (name: string) => fileURLToPath(new URL(`../../examples/data/${name}.jsonl`, import.meta.url));
@@ -41,5 +49,15 @@ describe("compare", () => {
   it("plots validation loss when the data has no answers to score", () => {
     const row = { method: "m", trainableParameters: 100, validLoss: 1.5, accuracy: null, trainSeconds: 1, tokensPerSecond: 1, adapterBytes: 1, adapter: "a" };
     expect(compareSvg([row])).toContain("Validation loss against trainable parameters");
+  });
+
+  it("the command names a bad --methods or --lr-for value, as one JSON error with exit 2", async () => {
+    const base = ["compare", "--model", MODEL, "--data", data("reverse.train"), "--valid", data("reverse.valid"), "--output", "unused"];
+    const unknown = await cli([...base, "--methods", "prompt,nope"]);
+    expect(unknown.code).toBe(2);
+    expect(JSON.parse(unknown.stdout).error.message).toMatch(/unknown method "nope"; registered: prompt/);
+    const badRate = await cli([...base, "--methods", "prompt", "--lr-for", "prompt=fast"]);
+    expect(badRate.code).toBe(2);
+    expect(JSON.parse(badRate.stdout).error.message).toMatch(/--lr-for must be a number, got "fast"/);
   });
 });
