@@ -76,7 +76,7 @@ describe("readExamples: JSONL", () => {
     );
     const examples = await readExamples(path);
     expect(examples).toEqual([
-      { kind: "prompt", prompt: "Q: 2+2?\nA:", completion: " 4", source: { file: path, line: 1 } },
+      { kind: "prompt", prompt: "Q: 2+2?\nA:", completion: " 4", source: { file: path, line: 1 }, fields: { prompt: "Q: 2+2?\nA:", completion: " 4", id: 7 } },
       {
         kind: "chat",
         messages: [
@@ -84,8 +84,9 @@ describe("readExamples: JSONL", () => {
           { role: "assistant", content: "hello" },
         ],
         source: { file: path, line: 3 },
+        fields: { messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "hello" }] },
       },
-      { kind: "text", text: "plain text", source: { file: path, line: 5 } },
+      { kind: "text", text: "plain text", source: { file: path, line: 5 }, fields: { text: "plain text" } },
     ]);
   });
 
@@ -155,8 +156,9 @@ describe("readExamples: CSV", () => {
     // The last record has an empty completion, which is rejected; read the records before it from a copy first.
     const good = writeData("qa-good.csv", 'prompt,completion,source\r\n"Say ""hi"", then stop",hi,web\r\n"multi\nline\nprompt","a, b",x\r\n\r\n');
     expect(await readExamples(good)).toEqual([
-      { kind: "prompt", prompt: 'Say "hi", then stop', completion: "hi", source: { file: good, line: 2 } },
-      { kind: "prompt", prompt: "multi\nline\nprompt", completion: "a, b", source: { file: good, line: 3 } },
+      // Every column is kept in `fields`, the extra "source" column too (template slots read them).
+      { kind: "prompt", prompt: 'Say "hi", then stop', completion: "hi", source: { file: good, line: 2 }, fields: { prompt: 'Say "hi", then stop', completion: "hi", source: "web" } },
+      { kind: "prompt", prompt: "multi\nline\nprompt", completion: "a, b", source: { file: good, line: 3 }, fields: { prompt: "multi\nline\nprompt", completion: "a, b", source: "x" } },
     ]);
     const e = await dataError(path);
     // The multi-line record spans lines 3-5 and a blank line 6 follows, so the bad record starts on line 7.

@@ -26,6 +26,8 @@ export interface Batch<A extends ArrayLike<number> = Int32Array> {
   seqLen: number;
   /** Each row's task (undefined for a row without one); present when any row of the batch has a task. */
   tasks?: readonly (string | undefined)[];
+  /** The tokenized examples of the rows, in row order (makeBatches sets it): objectives and adaptations read per-row data from them. */
+  items?: readonly TokenizedExample[];
 }
 
 /** Group examples into batches, each padded to its own longest row. The last batch may be smaller. */
@@ -61,6 +63,6 @@ function padBatch(rows: readonly TokenizedExample[], padTokenId: number, padSide
     labels.set(row.labels, offset);
     attentionMask.fill(1, offset, offset + row.inputIds.length);
   });
-  const batch: Batch = { inputIds, attentionMask, labels, batchSize: rows.length, seqLen };
+  const batch: Batch = { inputIds, attentionMask, labels, batchSize: rows.length, seqLen, items: rows };
   return rows.some((r) => r.task !== undefined) ? { ...batch, tasks: rows.map((r) => r.task) } : batch;
 }

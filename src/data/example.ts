@@ -20,7 +20,11 @@ export type Example = (
   | { kind: "prompt"; prompt: string; completion: string; source?: SourceLine }
   | { kind: "chat"; messages: ChatTurn[]; source?: SourceLine }
   | { kind: "text"; text: string; source?: SourceLine }
-) & { task?: string };
+) & {
+  task?: string;
+  /** The record as read (every field, the shape's own included): template slots, control codes and per-row signals read from it. */
+  fields?: Readonly<Record<string, unknown>>;
+};
 
 export interface ParseOptions {
   /** Read each row's task from this field (absent: tasks are not read). */
@@ -74,7 +78,7 @@ export function parseExample(record: unknown, source: SourceLine, options: Parse
   if (typeof record !== "object" || record === null || Array.isArray(record)) {
     fail("data", `got ${describeValue(record)}; ${EXPECTED_SHAPES}`, source);
   }
-  const example = parseShape(record, source);
+  const example: Example = { ...parseShape(record, source), fields: record as Record<string, unknown> };
   if (options.taskField === undefined || !(options.taskField in record)) return example;
   return { ...example, task: parseTask((record as Record<string, unknown>)[options.taskField], options.taskField, source) };
 }

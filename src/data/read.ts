@@ -59,8 +59,8 @@ export function parseCsvExamples(text: string, file: string, options: ParseOptio
     if (fields.length !== columns.length) {
       fail("data", `has ${fields.length} fields; expected ${columns.length}, as in the header (quote fields that contain commas)`, { file, line });
     }
-    // Only the known columns take part, so the key-based shape choice sees what the header promised.
+    // Only the known columns take part in the shape, so the key-based choice sees what the header promised; every column is kept in `fields`.
     const record = Object.fromEntries(known.map((name) => [name, fields[columns.indexOf(name)]]));
-    return parseExample(record, { file, line }, options);
+    return { ...parseExample(record, { file, line }, options), fields: Object.fromEntries(columns.map((name, i) => [name, fields[i]])) };
   });
 }

@@ -27,6 +27,8 @@ export interface TokenizedExample {
   labels: number[];
   /** The example's task, kept for multi-task training (each row uses its task's prompt). */
   task?: string;
+  /** The example's record as read (see Example.fields). */
+  fields?: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -51,7 +53,7 @@ export function tokenizeExample(
   if (!Number.isInteger(options.maxLength) || options.maxLength < 1) {
     fail("usage", `maxLength must be a positive integer, got ${options.maxLength}`, { field: "maxLength" });
   }
-  const tokenized = tokenizeShape(example, tokenizer, options);
+  const tokenized = { ...tokenizeShape(example, tokenizer, options), ...(example.fields === undefined ? {} : { fields: example.fields }) };
   return example.task === undefined ? tokenized : { ...tokenized, task: example.task };
 }
 
