@@ -22,6 +22,8 @@ import type { LoraConfig } from "./peft/lora/config.js";
 import { mergeLora } from "./peft/lora/merge.js";
 import { isLoraPrompt } from "./infer/lora.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
+import { checkData, type DataCheckReport } from "./data/check.js";
+import { loadTokenizer } from "./tokenizer/index.js";
 
 export async function info(model: string): Promise<ModelInfo> {
   return readModelInfo(await resolveModelDir(model));
@@ -226,6 +228,14 @@ function embeddingsOf(prompt: AdapterPrompt, dir: string, flag: string): Float32
   if ("embeddings" in prompt) return prompt.embeddings;
   const what = isLoraPrompt(prompt) ? "a LoRA adapter (low-rank weight updates)" : "a prefix adapter (keys/values per layer)";
   return fail("usage", `${dir} is ${what}, not virtual-token embeddings: inspect takes prompt-tuning adapters`, { field: `--${flag}` });
+}
+
+/** A dataset's counts, duplicates, leakage into --valid, token lengths (with a model) and balance (`softprompt data check`). */
+export async function dataCheck(options: { file: string; valid?: string; model?: string; maxLength?: number }): Promise<DataCheckReport> {
+  const examples = await readExamples(options.file);
+  const valid = options.valid === undefined ? undefined : { file: options.valid, examples: await readExamples(options.valid) };
+  const tokenizer = options.model === undefined ? undefined : await loadTokenizer(await resolveModelDir(options.model));
+  return checkData(options.file, examples, { valid, tokenizer, maxLength: options.maxLength });
 }
 
 /** What an adapter folder holds and how it was trained (`softprompt show`). */

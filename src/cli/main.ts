@@ -22,6 +22,7 @@ import { checkAnswersAmongChoices, warnUnknownTokens } from "./input-checks.js";
 import { addServeCommands } from "./serve-commands.js";
 import { addExportCommands } from "./export-commands.js";
 import { addDistillCommands } from "./distill-commands.js";
+import { addDataCommands } from "./data-commands.js";
 
 // package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js.
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -223,6 +224,7 @@ program
 
 addExportCommands(program);
 addDistillCommands(program);
+addDataCommands(program);
 
 addServeCommands(program);
 
