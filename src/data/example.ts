@@ -33,7 +33,7 @@ export interface ParseOptions {
 
 export const EXPECTED_SHAPES = 'expected {"prompt","completion"} or {"messages":[{"role","content"},...]} or {"text"}';
 
-function describeValue(value: unknown): string {
+export function describeValue(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
   return typeof value === "object" ? "an object" : `${typeof value} ${JSON.stringify(value)}`;
@@ -65,13 +65,24 @@ const chatSchema = z.looseObject({
     }),
 });
 
+/** A preference pair: two completions of one prompt; the chosen one is the row's completion (see src/data/signals.ts). */
+const pairSchema = z.looseObject({
+  prompt: text("a string"),
+  chosen: text("a string").min(1, { error: "is empty; expected the preferred completion" }),
+});
+
+/** A classification row: an input and its label (scored against the verbalizer's words, see src/eval/classify.ts). */
+const labelledSchema = z.looseObject({ prompt: text("a string").min(1, { error: "is empty" }) });
+
 const textSchema = z.looseObject({
   text: text("a string").min(1, { error: "is empty" }),
 });
 
 /**
  * Turn one parsed record (a JSONL object or a CSV row) into an Example, or fail naming the line and field.
- * The shape is chosen by its keys, first match wins: "messages", then "prompt"/"completion", then "text",
+ * The shape is chosen by its keys, first match wins: "messages", then a preference pair "prompt"/"chosen"
+ * (its chosen completion is the row's), then a classification row "prompt"/"label" (its prompt is the row's
+ * text), then "prompt"/"completion", then "text",
  * so datasets that carry extra columns (an id, a pre-rendered "text") still read as intended.
  */
 export function parseExample(record: unknown, source: SourceLine, options: ParseOptions = {}): Example {
@@ -87,6 +98,13 @@ function parseShape(record: object, source: SourceLine): Example {
   if ("messages" in record) {
     const { messages } = check(chatSchema, record, source);
     return { kind: "chat", messages: messages.map(({ role, content }) => ({ role, content })), source };
+  }
+  if ("chosen" in record && !("completion" in record)) {
+    const { prompt, chosen } = check(pairSchema, record, source);
+    return { kind: "prompt", prompt, completion: chosen, source };
+  }
+  if ("label" in record && "prompt" in record && !("completion" in record)) {
+    return { kind: "text", text: check(labelledSchema, record, source).prompt, source };
   }
   if ("prompt" in record || "completion" in record) {
     const { prompt, completion } = check(promptSchema, record, source);

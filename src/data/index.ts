@@ -13,3 +13,4 @@ export {
 } from "./tokenize.js";
 export { splitTrainValid, type SplitOptions } from "./split.js";
 export { makeBatches, type Batch, type BatchOptions } from "./batch.js";
+export { rowSignals, type RowSignals } from "./signals.js";

@@ -3,6 +3,7 @@ import { extname } from "node:path";
 import { fail } from "../util/errors.js";
 import { parseCsv } from "./csv.js";
 import { parseExample, EXPECTED_SHAPES, type Example, type ParseOptions } from "./example.js";
+import { rowSignals } from "./signals.js";
 
 const FORMATS: Record<string, "jsonl" | "csv"> = { ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv" };
 
@@ -39,7 +40,9 @@ export function parseJsonl(text: string, file: string, options: ParseOptions = {
     } catch (err) {
       fail("data", `not valid JSON (${(err as Error).message}); ${EXPECTED_SHAPES}`, { file, line }, err);
     }
-    examples.push(parseExample(record, { file, line }, options));
+    const example = parseExample(record, { file, line }, options);
+    rowSignals(example.fields, { file, line }); // checked here, once, so a bad signal names its line before anything runs
+    examples.push(example);
   });
   return examples;
 }
@@ -61,6 +64,9 @@ export function parseCsvExamples(text: string, file: string, options: ParseOptio
     }
     // Only the known columns take part in the shape, so the key-based choice sees what the header promised; every column is kept in `fields`.
     const record = Object.fromEntries(known.map((name) => [name, fields[columns.indexOf(name)]]));
-    return { ...parseExample(record, { file, line }, options), fields: Object.fromEntries(columns.map((name, i) => [name, fields[i]])) };
+    const all = Object.fromEntries(columns.map((name, i) => [name, fields[i]]));
+    const example = { ...parseExample(record, { file, line }, options), fields: all };
+    rowSignals(all, { file, line });
+    return example;
   });
 }
