@@ -21,9 +21,11 @@ import { canonicalModules, checkLoraAdapter } from "./peft/lora/index.js";
 import type { LoraConfig } from "./peft/lora/config.js";
 import { mergeLora } from "./peft/lora/merge.js";
 import { isLoraPrompt } from "./infer/lora.js";
+import { type QuantizeMode, checkQuantizable } from "./quantize/index.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
 import { checkData, type DataCheckReport } from "./data/check.js";
 import { loadTokenizer } from "./tokenizer/index.js";
+import { reviewTrainingRows } from "./feedback/rows.js";
 
 export async function info(model: string): Promise<ModelInfo> {
   return readModelInfo(await resolveModelDir(model));
@@ -79,6 +81,8 @@ export type TrainOptions = Partial<TrainerSettings> & Partial<PromptTuningOption
   valid?: string;
   output: string;
   resume?: boolean;
+  /** A review file (softprompt annotate): its good answers and corrections are trained on besides --data. */
+  feedback?: string;
   /** Start over in an output folder that holds a run. */
   overwrite?: boolean;
   /** Abort to stop after the current step with a checkpoint written (Ctrl-C). */
@@ -95,13 +99,14 @@ export interface TrainSummary extends TrainResult {
 }
 
 export async function train(options: TrainOptions): Promise<TrainSummary> {
-  const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, ...settings } = options;
+  const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, feedback, ...settings } = options;
   const config = parseTrainConfig(settings);
   const model = await loadModel(modelName);
   // Methods that train per-row tasks (mpt) name the field holding each row's task; their tasks default to the data's.
   const taskField = config.methodOptions.taskField as string | undefined;
   const examples = await readExamples(data, { taskField });
   const split = valid !== undefined ? { train: examples, valid: await readExamples(valid, { taskField }) } : splitTrainValid(examples, { validFraction: config.validFraction, seed: config.seed });
+  if (feedback !== undefined) split.train.push(...(await reviewTrainingRows(feedback, onLog)));
   if (taskField !== undefined) config.methodOptions.tasks = datasetTasks([...split.train, ...split.valid], taskField, config.methodOptions.tasks as string[] | undefined);
   const tokenize = (xs: typeof examples) => tokenizeExamples(xs, model.tokenizer, { maxLength: config.maxLength });
   const trainSet = tokenize(split.train);
@@ -110,6 +115,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   if (truncated > 0) onLog?.(`warning: ${truncated} examples were longer than --max-length ${config.maxLength} and lost tokens from the left of their prompt`);
   const fingerprints: Record<string, string> = { "--data": await fileDigest(data) };
   if (valid !== undefined) fingerprints["--valid"] = await fileDigest(valid);
+  if (feedback !== undefined) fingerprints["--feedback"] = await fileDigest(feedback);
   const result = await trainAdapter({
     lm: model.lm,
     tokenizer: model.tokenizer,
@@ -143,15 +149,18 @@ export interface GenerateOptions {
   seed?: number;
   /** For a multi-task adapter: the task whose prompt to use. */
   task?: string;
+  /** Run the projections with int8 or int4 weights (inference only); default: float32. */
+  quantize?: QuantizeMode;
   /** Warnings (e.g. an adapter whose base model could not be verified); default: Node's warning channel. */
   onWarning?: (message: string) => void;
 }
 
 export async function generateText(options: GenerateOptions): Promise<Generation[]> {
   if (options.inputs.length === 0) fail("usage", "give at least one input text");
-  const model = await loadModel(options.model);
+  const model = await loadModel(options.model, { quantize: options.quantize });
   const soft = options.adapter === undefined ? undefined : await loadSoftPrompt(options.adapter, model, options.model, options.task);
   soft?.warnings.forEach(warn(options.onWarning));
+  if (soft !== undefined) checkQuantizable(soft.prompt, options.quantize);
   // One adapter for every row: a LoRA one runs merged into the weights, with no extra work per token.
   const merged = soft !== undefined && isLoraPrompt(soft.prompt) ? mergeLora(model.lm, soft.prompt.modules) : undefined;
   return generate(
@@ -182,6 +191,8 @@ export interface EvalOptions {
   batchSize?: number;
   /** For a multi-task adapter: the task of every example, whose prompt is used. */
   task?: string;
+  /** Score with int8 or int4 projection weights (inference only); default: float32. */
+  quantize?: QuantizeMode;
   /** Warnings (e.g. an adapter whose base model could not be verified); default: Node's warning channel. */
   onWarning?: (message: string) => void;
 }
@@ -194,7 +205,7 @@ export interface EvalReport extends TaskEvalResult {
 }
 
 export async function evaluate(options: EvalOptions): Promise<EvalReport> {
-  const model = await loadModel(options.model);
+  const model = await loadModel(options.model, { quantize: options.quantize });
   const { task } = options;
   const examples = (await readExamples(options.data)).map((ex) => (task === undefined ? ex : { ...ex, task }));
   const run = (p: Prompting) => evaluateTask(model.lm, model.tokenizer, examples, p, options);
@@ -203,6 +214,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalReport> {
   if (options.adapter === undefined) return { ...(await run({ kind: "none" })), prompting: "none", baselines };
   const { adapter, prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model, task);
   warnings.forEach(warn(options.onWarning));
+  checkQuantizable(prompt, options.quantize);
   baselines.none = await run({ kind: "none" });
   return { ...(await run({ kind: "soft", adapter, prompt })), prompting: "soft", baselines };
 }

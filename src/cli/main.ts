@@ -23,6 +23,7 @@ import { addServeCommands } from "./serve-commands.js";
 import { addExportCommands } from "./export-commands.js";
 import { addDistillCommands } from "./distill-commands.js";
 import { addDataCommands } from "./data-commands.js";
+import { addFeedbackCommands } from "./feedback-commands.js";
 
 // package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js.
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -60,6 +61,7 @@ const trainCommand = program
   .requiredOption("--output <dir>", "where the adapter, log, curve and checkpoints go")
   .addOption(new Option("--method <name>", "the method").choices(registeredMethods()).default(DEFAULT_METHOD))
   .option("--valid <file>", "validation data (default: a held-out share of --data)")
+  .option("--feedback <file>", "a review file (softprompt annotate): good answers and corrections are trained on besides --data")
   .addOption(new Option("--optimizer <name>", "optimiser").choices(["adamw", "adafactor"]).default(d.optimizer))
   .option("--lr <rate>", `peak learning rate (default: ${methodLrDefaults()})`, setting("lr", "--lr"))
   .option("--weight-decay <w>", "decoupled weight decay", setting("weightDecay", "--weight-decay"), d.weightDecay)
@@ -107,6 +109,7 @@ trainCommand.action(async (opts: Record<string, unknown>) => {
     model: model as string,
     data: data as string,
     valid: valid as string | undefined,
+    feedback: opts.feedback as string | undefined,
     output: output as string,
     resume: Boolean(resume),
     overwrite: Boolean(overwrite),
@@ -225,6 +228,7 @@ program
 addExportCommands(program);
 addDistillCommands(program);
 addDataCommands(program);
+addFeedbackCommands(program);
 
 addServeCommands(program);
 
