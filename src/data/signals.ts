@@ -39,8 +39,9 @@ export function rowSignals(fields: Readonly<Record<string, unknown>> | undefined
     if ("completion" in fields) fail("data", 'a preference pair gives "chosen" and "rejected", not also a "completion"', at("completion"));
     if (signals.negative) fail("data", 'a preference pair cannot be "negative": its "rejected" completion is the negative one', at("negative"));
     signals.pair = {
-      chosen: nonEmpty(fields.chosen, at("chosen"), "the preferred completion (a non-empty string)"),
-      rejected: nonEmpty(fields.rejected, at("rejected"), "the rejected completion (a non-empty string)"),
+      // As a completion: any non-empty text (whitespace may be what is to learn); the tokenizer refuses one that encodes to nothing.
+      chosen: nonEmpty(fields.chosen, at("chosen"), "the preferred completion (a non-empty string)", false),
+      rejected: nonEmpty(fields.rejected, at("rejected"), "the rejected completion (a non-empty string)", false),
     };
   }
   return signals;
@@ -59,7 +60,7 @@ function finite(value: unknown, place: ErrorPlace, what: string, min = -Infinity
   return n;
 }
 
-function nonEmpty(value: unknown, place: ErrorPlace, what: string): string {
-  if (typeof value !== "string" || value.trim() === "") fail("data", `expected ${what}, got ${show(value)}`, place);
+function nonEmpty(value: unknown, place: ErrorPlace, what: string, trim = true): string {
+  if (typeof value !== "string" || (trim ? value.trim() : value) === "") fail("data", `expected ${what}, got ${show(value)}`, place);
   return value;
 }

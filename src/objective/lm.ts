@@ -49,7 +49,9 @@ export interface Objective {
   /** Settings that change what is learned (weights, sources of targets), checked on resume like the trainer's. */
   readonly settings?: Readonly<Record<string, unknown>>;
   /** The loss graph of the model with `adaptation` (none: the bare model). */
-  graph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks">): LossGraph;
+  graph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks" | "spliceEmbeds">): LossGraph;
+  /** The rows the graph runs for a batch, when they are more than the batch's (a pair's rejected completion); adaptations are fed these too. */
+  expand?(batch: Batch): Batch;
   /** Every feed of `graph`'s own inputs (the text, positions, labels, and whatever the objective declared) for one batch. */
   feeds(batch: Batch<ArrayLike<number>>, graph: LossGraph): Record<string, Tensor>;
 }
@@ -76,7 +78,7 @@ export interface ForwardGraph {
 }
 
 /** The model's forward with `adaptation`, over the inputs `lossFeeds` fills; objectives build their losses on it. */
-export function forwardGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks">): ForwardGraph {
+export function forwardGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks" | "spliceEmbeds">): ForwardGraph {
   const ids = o.input("input_ids", "int64", ["batch", "seq"]);
   const virtual = adaptation?.virtualEmbeds;
   const prefix = adaptation?.past;
@@ -90,7 +92,8 @@ export function forwardGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtua
   const labelPositions = o.input("label_positions", "int64", ["labels"]);
   const labelTargets = o.input("label_targets", "int64", ["labels"]);
 
-  const tokens = lm.embed(ids);
+  const embedded = lm.embed(ids);
+  const tokens = adaptation?.spliceEmbeds === undefined ? embedded : adaptation.spliceEmbeds(embedded);
   const inputsEmbeds = virtual === undefined ? tokens : o.concat([virtual, tokens], 1);
   const past = prefix === undefined ? undefined : broadcastPast(prefix, ids);
   const { hidden } = lm.forward({ inputsEmbeds, positions, allowed, past, hooks: adaptation?.hooks });
@@ -100,7 +103,7 @@ export function forwardGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtua
 }
 
 /** The loss graph of the model with `adaptation` (none: the bare model); feed it with `lossFeeds`. */
-export function lossGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks">): LossGraph {
+export function lossGraph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks" | "spliceEmbeds">): LossGraph {
   const { hidden, picked, labelTargets, count, numVirtual, virtualAs } = forwardGraph(lm, adaptation);
   const loss = nn.crossEntropy(lm.lmHead(picked), labelTargets);
   return { loss, hidden, count, numVirtual, virtualAs };

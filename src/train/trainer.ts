@@ -171,7 +171,8 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
     for (let micro = 0; micro < config.gradAccum; micro++) {
       const next = stream.next().value!;
       epoch = next.epoch;
-      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(next.batch, { seed: config.seed, step: state.step, micro }), ...objective.feeds(next.batch, graph) });
+      const rows = objective.expand?.(next.batch) ?? next.batch;
+      const out = await step.run({ ...weights, ...paramFeeds(params), ...adaptation.feeds(rows, { seed: config.seed, step: state.step, micro }), ...objective.feeds(rows, graph) });
       const count = (out.count.data as Float32Array)[0];
       for (const [n, sum] of sums) {
         const g = out[`grad.${n}`].data as Float32Array;
@@ -200,7 +201,10 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
     const event: TrainEvent = { step: state.step, totalSteps, epoch, loss, lr, gradNorm, tokensPerSecond: tokens / seconds, seconds };
     const isLast = state.step === totalSteps;
     if (validator && (state.step % config.evalEvery === 0 || isLast)) {
-      const validLoss = await meanLoss(validator, validBatches, { ...weights, ...paramFeeds(params) }, (batch) => ({ ...adaptation.feeds(batch), ...objective.feeds(batch, graph) }));
+      const validLoss = await meanLoss(validator, validBatches, { ...weights, ...paramFeeds(params) }, (batch) => {
+        const rows = objective.expand?.(batch) ?? batch;
+        return { ...adaptation.feeds(rows), ...objective.feeds(rows, graph) };
+      });
       event.validLoss = validLoss;
       if (state.bestValidLoss === null || validLoss < state.bestValidLoss) {
         state.bestValidLoss = validLoss;

@@ -1,0 +1,77 @@
+// The combined objective on the tiny example model: with default weights it is the LM loss; with every
+// term on, a dataset's loss is the same at batch sizes 1, 2 and 5 (batches combine by their counts).
+import { describe, expect, it } from "vitest";
+import { fileURLToPath } from "node:url";
+import { loadModel, type Model } from "../../src/models/index.js";
+import { makeBatches, parseJsonl, tokenizeExamples, type Batch } from "../../src/data/index.js";
+import { Program } from "../../src/runtime/session.js";
+import { lmObjective, type Objective } from "../../src/objective/lm.js";
+import { DEFAULT_WEIGHTS, combinedObjective } from "../../src/objective/combine.js";
+import { preparePairs } from "../../src/objective/pairs.js";
+import { SoftpromptError } from "../../src/util/errors.js";
+
+const MODEL = fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url));
+const ROWS = [
+  { prompt: "reverse: 1 2 3 = ", completion: "3 2 1" },
+  { prompt: "reverse: 4 5 = ", completion: "5 4", negative: true },
+  { prompt: "sort: 3 1 2 = ", completion: "1 2 3", weight: 2.5 },
+  { prompt: "copy: 7 0 = ", completion: "7 0", reward: -1.5 },
+  { prompt: "increment: 1 8 = ", chosen: "2 9", rejected: "2 8 8" },
+];
+const rows = (...extra: object[]) => parseJsonl([...ROWS, ...extra].map((r) => JSON.stringify(r)).join("\n"), "rows.jsonl");
+
+async function datasetLoss(model: Model, objective: Objective, items: Parameters<typeof makeBatches>[0], batchSize: number): Promise<number> {
+  const graph = objective.graph(model.lm);
+  const program = await Program.compile({ loss: graph.loss, count: graph.count });
+  let total = 0;
+  let units = 0;
+  for (const batch of makeBatches(items, { batchSize, padTokenId: 0, padSide: "right" })) {
+    const expanded: Batch = objective.expand?.(batch) ?? batch;
+    const out = await program.run({ ...model.lm.weights.feeds(), ...objective.feeds(expanded, graph) });
+    const count = (out.count.data as Float32Array)[0];
+    total += (out.loss.data as Float32Array)[0] * count;
+    units += count;
+  }
+  return total / units;
+}
+
+describe("the combined objective", () => {
+  it("with default weights and no signals is the LM loss", async () => {
+    const model = await loadModel(MODEL);
+    const { items } = tokenizeExamples([rows()[0], rows()[4]], model.tokenizer, { maxLength: 64 });
+    const lm = await datasetLoss(model, lmObjective, items, 2);
+    expect(await datasetLoss(model, combinedObjective(DEFAULT_WEIGHTS), items, 2)).toBeCloseTo(lm, 5);
+  });
+
+  it("with every term on gives the same dataset loss at batch sizes 1, 2 and 5", async () => {
+    const model = await loadModel(MODEL);
+    const examples = rows();
+    const { items } = tokenizeExamples(examples, model.tokenizer, { maxLength: 64 });
+    const pairs = await preparePairs(examples, items, model.tokenizer, { maxLength: 64, reference: model.lm });
+    expect(pairs.size).toBe(1);
+    const tokenTerms = combinedObjective({ ...DEFAULT_WEIGHTS, unlikelihoodWeight: 0.5, dpoWeight: 2 }, pairs);
+    const losses = await Promise.all([1, 2, 5].map((size) => datasetLoss(model, tokenTerms, items, size)));
+    for (const loss of losses) expect(loss).toBeCloseTo(losses[0], 4);
+    // DPO alone is a mean over pairs: with the model as its own reference, every pair's loss is log 2.
+    const pairItems = items.filter((x) => pairs.has(x));
+    expect(await datasetLoss(model, combinedObjective({ ...DEFAULT_WEIGHTS, lmWeight: 0, dpoWeight: 1 }, pairs), pairItems, 1)).toBeCloseTo(Math.log(2), 5);
+  });
+
+  it("refuses a DPO run on a row that is not a pair, naming its line", async () => {
+    const model = await loadModel(MODEL);
+    const examples = rows();
+    const { items } = tokenizeExamples(examples, model.tokenizer, { maxLength: 64 });
+    const err = await preparePairs(examples, items, model.tokenizer, { maxLength: 64, requireAll: "--dpo-weight" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SoftpromptError);
+    expect((err as SoftpromptError).message).toBe('rows.jsonl:1, field "chosen": is not a preference pair; --dpo-weight trains on {"prompt","chosen","rejected"} rows only');
+  });
+
+  it("refuses a rejected completion that tokenizes to nothing, naming the field", async () => {
+    const model = await loadModel(MODEL);
+    const examples = rows({ prompt: "copy: 1 = ", chosen: "1", rejected: "\t" });
+    const { items } = tokenizeExamples(examples, model.tokenizer, { maxLength: 64 });
+    const err = await preparePairs(examples, items, model.tokenizer, { maxLength: 64 }).catch((e: unknown) => e);
+    expect((err as SoftpromptError).place).toEqual({ file: "rows.jsonl", line: 6, field: "rejected" });
+    expect((err as SoftpromptError).message).toBe('rows.jsonl:6, field "rejected": the rejected completion encodes to no tokens; expected text for the model to learn');
+  });
+});
