@@ -29,6 +29,8 @@ export interface TokenizedExample {
   task?: string;
   /** The example's record as read (see Example.fields). */
   fields?: Readonly<Record<string, unknown>>;
+  /** Rows rendered through a template (src/template): aligned with inputIds, the table row of the soft vector there, or -1 for the token's own embedding. */
+  softIndex?: number[];
 }
 
 /**

@@ -9,7 +9,8 @@
  * The forward changes a method can make, and who uses each:
  *  - embeddings placed before the text (`virtualEmbeds`): prompt tuning, P-tuning, multi-task prompts;
  *  - projections wrapped by module name (`hooks.linear`, see CausalLM's ForwardHooks): LoRA;
- *  - per-layer keys/values before the text (`past`): prefix tuning, Cartridges.
+ *  - per-layer keys/values before the text (`past`): prefix tuning, Cartridges;
+ *  - vectors spliced among the token embeddings (`spliceEmbeds`): templates' soft spans.
  */
 import type { z } from "zod";
 import { fail } from "../util/errors.js";
@@ -62,6 +63,8 @@ export interface Adaptation {
   past?: KV[];
   /** Hooks into the model's forward (LoRA wraps projections). */
   hooks?: ForwardHooks;
+  /** [B, T, d] token embeddings → [B, T, d] with learned vectors in place of some tokens' (templates' soft spans, src/peft/template). */
+  spliceEmbeds?: (tokenEmbeds: Value) => Value;
   /**
    * Feeds for the graph inputs the adaptation declared itself, for one batch (e.g. which prompt each row uses).
    * `step` is given for a training step (its random parts, e.g. a dropout mask, are drawn from it, so a resumed

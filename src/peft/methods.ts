@@ -5,3 +5,4 @@ import "./cartridge/index.js";
 import "./p-tuning/index.js";
 import "./multitask/index.js";
 import "./lora/index.js";
+import "./template/index.js";
