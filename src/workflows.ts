@@ -21,7 +21,7 @@ import { canonicalModules, checkLoraAdapter } from "./peft/lora/index.js";
 import type { LoraConfig } from "./peft/lora/config.js";
 import { mergeLora } from "./peft/lora/merge.js";
 import { isLoraPrompt } from "./infer/lora.js";
-import { type QuantizeMode, checkQuantizable } from "./quantize/index.js";
+import type { QuantizeMode } from "./quantize/index.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
 import { checkData, type DataCheckReport } from "./data/check.js";
 import { loadTokenizer } from "./tokenizer/index.js";
@@ -160,7 +160,6 @@ export async function generateText(options: GenerateOptions): Promise<Generation
   const model = await loadModel(options.model, { quantize: options.quantize });
   const soft = options.adapter === undefined ? undefined : await loadSoftPrompt(options.adapter, model, options.model, options.task);
   soft?.warnings.forEach(warn(options.onWarning));
-  if (soft !== undefined) checkQuantizable(soft.prompt, options.quantize);
   // One adapter for every row: a LoRA one runs merged into the weights, with no extra work per token.
   const merged = soft !== undefined && isLoraPrompt(soft.prompt) ? mergeLora(model.lm, soft.prompt.modules) : undefined;
   return generate(
@@ -214,7 +213,6 @@ export async function evaluate(options: EvalOptions): Promise<EvalReport> {
   if (options.adapter === undefined) return { ...(await run({ kind: "none" })), prompting: "none", baselines };
   const { adapter, prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model, task);
   warnings.forEach(warn(options.onWarning));
-  checkQuantizable(prompt, options.quantize);
   baselines.none = await run({ kind: "none" });
   return { ...(await run({ kind: "soft", adapter, prompt })), prompting: "soft", baselines };
 }

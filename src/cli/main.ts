@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { SoftpromptError } from "../util/errors.js";
 import * as workflows from "../workflows.js";
 import { CURVE_FILE } from "../report/loss-curve.js";
@@ -20,6 +20,7 @@ import { methodByName, registeredMethods } from "../peft/index.js";
 import { DEFAULT_METHOD } from "../train/config.js";
 import { checkAnswersAmongChoices, warnUnknownTokens } from "./input-checks.js";
 import { addServeCommands } from "./serve-commands.js";
+import { QUANTIZE_HELP, QUANTIZE_MODES } from "../quantize/index.js";
 import { addExportCommands } from "./export-commands.js";
 import { addDistillCommands } from "./distill-commands.js";
 import { addDataCommands } from "./data-commands.js";
@@ -44,6 +45,11 @@ const program = new Command("softprompt")
 
 const d = TRAIN_DEFAULTS;
 
+/** --quantize on a command that trains: refused by name (not as an unknown option), with the reason. */
+const refuseQuantize = (): never => {
+  throw new InvalidArgumentError("quantised weights are for inference only (generate, eval, serve): training needs the float32 model");
+};
+
 program
   .command("info")
   .description("architecture, parameter count, dtype, vocabulary, context length and files of a model")
@@ -61,6 +67,7 @@ const trainCommand = program
   .requiredOption("--output <dir>", "where the adapter, log, curve and checkpoints go")
   .addOption(new Option("--method <name>", "the method").choices(registeredMethods()).default(DEFAULT_METHOD))
   .option("--valid <file>", "validation data (default: a held-out share of --data)")
+  .addOption(new Option("--quantize <mode>").hideHelp().argParser(refuseQuantize))
   .option("--feedback <file>", "a review file (softprompt annotate): good answers and corrections are trained on besides --data")
   .addOption(new Option("--optimizer <name>", "optimiser").choices(["adamw", "adafactor"]).default(d.optimizer))
   .option("--lr <rate>", `peak learning rate (default: ${methodLrDefaults()})`, setting("lr", "--lr"))
@@ -175,6 +182,7 @@ program
   .option("--repetition-penalty <x>", "HF repetition penalty (1: off)", number("--repetition-penalty"), 1)
   .option("--stop <text>", "stop before this text (repeat)", list)
   .option("--seed <n>", "sampling seed", integer("--seed"), 0)
+  .addOption(new Option("--quantize <mode>", QUANTIZE_HELP).choices(QUANTIZE_MODES))
   .option("--json", "print one JSON object")
   .action(async (opts) => {
     await warnUnknownTokens(opts.model, (opts.input as string[]).map((text): [string, string] => ["--input", text]));
@@ -194,6 +202,7 @@ program
   .option("--choice <text>", "classify by scoring these completions (repeat); every answer in --data must be one of them", list)
   .option("--max-length <n>", "longest example in tokens", setting("maxLength", "--max-length"), TASK_EVAL_DEFAULTS.maxLength)
   .option("--batch-size <n>", "examples per batch", setting("batchSize", "--batch-size"), TASK_EVAL_DEFAULTS.batchSize)
+  .addOption(new Option("--quantize <mode>", QUANTIZE_HELP).choices(QUANTIZE_MODES))
   .option("--json", "print one JSON object")
   .action(async (opts) => {
     if (opts.choice !== undefined) await checkAnswersAmongChoices(opts.data, opts.choice);

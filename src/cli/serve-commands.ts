@@ -2,12 +2,13 @@
  * `softprompt serve` and `softprompt registry add|list|rm`: parse the flags, call src/serve, print
  * the result (one JSON object with --json). Added to the program by main.ts.
  */
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { readJsonFile, isPlainObject } from "../formats/json.js";
 import { fail } from "../util/errors.js";
 import { formatTable } from "../report/table.js";
 import { DEFAULT_LIMITS, addAdapter, listRegistry, removeAdapter, startServer, type RegistryListing } from "../serve/index.js";
 import { integer, list } from "./options.js";
+import { QUANTIZE_HELP, QUANTIZE_MODES } from "../quantize/index.js";
 import { printView, warn } from "./output.js";
 
 /** Where `serve` reads API keys besides --api-key: comma-separated. */
@@ -33,6 +34,7 @@ export function addServeCommands(program: Command): void {
     .option("--prompt-cache-mb <n>", "memory for cached soft-prompt keys/values", integer("--prompt-cache-mb", 1), d.promptCacheBytes >> 20)
     .option("--context-length <n>", "virtual tokens + prompt + max_tokens at most (default: the model's)", integer("--context-length", 1))
     .option("--rescan-ms <n>", "rescan the registry at least this often (0: only on file-system events)", integer("--rescan-ms", 0), 2000)
+    .addOption(new Option("--quantize <mode>", `${QUANTIZE_HELP}; LoRA adapters are refused`).choices(QUANTIZE_MODES))
     .option("--json", "print one JSON object when serving starts")
     .action(async (opts) => {
       const fromEnv = (process.env[API_KEYS_ENV] ?? "").split(",").map((k) => k.trim()).filter((k) => k !== "");

@@ -5,7 +5,7 @@
  */
 import { fail } from "../util/errors.js";
 
-export type DType = "float32" | "float64" | "int64" | "int32" | "bool";
+export type DType = "float32" | "float64" | "int64" | "int32" | "uint8" | "bool";
 /** A dim is a size, or the name of a size known only at run time. */
 export type Dim = number | string;
 export type Shape = readonly Dim[];
@@ -73,6 +73,7 @@ export interface OpAttrs {
   gatherElements: { axis: number };
   scatterElementsAdd: { axis: number };
   softmaxCrossEntropy: { ignoreIndex: number };
+  matMulNBits: { bits: 4 | 8; blockSize: number; k: number; n: number };
 }
 export type OpKind = keyof OpAttrs;
 

@@ -10,12 +10,12 @@ import { ONNX_PROTO } from "./onnx-proto.js";
 import { arrayOf } from "./ops.js";
 
 export const OPSET = 18;
-/** ONNX Runtime's contrib ops (FusedMatMul). */
+/** ONNX Runtime's contrib ops (FusedMatMul, MatMulNBits). */
 const MS_DOMAIN = "com.microsoft";
 
 const ModelProto = protobuf.parse(ONNX_PROTO).root.lookupType("onnx.ModelProto");
 
-const ONNX_DTYPE: Record<DType, number> = { float32: 1, int32: 6, int64: 7, bool: 9, float64: 11 };
+const ONNX_DTYPE: Record<DType, number> = { float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float64: 11 };
 const INT64_MAX = 9223372036854775807n;
 enum Attr {
   FLOAT = 1,
@@ -212,6 +212,12 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
     e.node("Where", [positive, count, e.tensor(arrayOf(dtype, [1]), [], dtype)], [divisor]);
     e.node("Div", [total, divisor], [mean]);
     e.node("Neg", [mean], [out]);
+  },
+  matMulNBits: (e, y, ins, out) => {
+    const { bits, blockSize, k, n } = y.attrs;
+    // accuracy_level 4: the CPU kernel quantises each block of x to int8 and accumulates in int32.
+    const attrs = [int("K", k), int("N", n), int("bits", bits), int("block_size", blockSize), int("accuracy_level", 4)];
+    e.node("MatMulNBits", ins, [out], attrs, MS_DOMAIN);
   },
 };
 

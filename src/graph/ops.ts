@@ -59,6 +59,8 @@ export function arrayOf(dtype: DType, values: number[]): AnyTypedArray {
       return BigInt64Array.from(values.map((v) => BigInt(v)));
     case "int32":
       return Int32Array.from(values);
+    case "uint8":
+      return Uint8Array.from(values);
     case "bool":
       return Uint8Array.from(values.map((v) => (v ? 1 : 0)));
   }
@@ -190,6 +192,31 @@ export function gemm(a: Value, b: Value, { transA = false, transB = false } = {}
     shapeError("gemm", `inner dims differ: ${formatShape(a.shape)}${transA ? "ᵀ" : ""} @ ${formatShape(b.shape)}${transB ? "ᵀ" : ""}`);
   }
   return makeValue("gemm", [a, b], { transA, transB }, a.dtype, [m, n]);
+}
+
+/**
+ * x [..., K] @ Wᵀ for a weight W [N, K] quantised in blocks of `blockSize` along K (ORT's contrib
+ * MatMulNBits): `packed` [N, kBlocks, blockSize·bits/8] holds `bits`-bit codes packed low-first,
+ * `scales` [N·kBlocks] and `zeroPoints` [N·⌈kBlocks·bits/8⌉] (packed likewise) one per block, and
+ * W = (code − zero) · scale. Inference only: it has no gradient.
+ */
+export function matMulNBits(x: Value, packed: Value, scales: Value, zeroPoints: Value, { bits, blockSize }: { bits: 4 | 8; blockSize: number }): Value<"matMulNBits"> {
+  if (x.dtype !== "float32" || scales.dtype !== "float32") fail("dtype", `x and scales must be float32, got ${x.dtype} and ${scales.dtype}`, { op: "matMulNBits" });
+  if (packed.dtype !== "uint8" || zeroPoints.dtype !== "uint8") fail("dtype", `packed codes and zero points must be uint8, got ${packed.dtype} and ${zeroPoints.dtype}`, { op: "matMulNBits" });
+  const k = x.shape[x.shape.length - 1];
+  const n = packed.shape[0];
+  if (typeof k !== "number" || typeof n !== "number" || packed.shape.length !== 3) {
+    shapeError("matMulNBits", `needs x [..., K] and packed [N, kBlocks, blob] with static K and N, got ${formatShape(x.shape)} and ${formatShape(packed.shape)}`);
+  }
+  const kBlocks = Math.ceil(k / blockSize);
+  const expected = { packed: [n, kBlocks, (blockSize * bits) / 8], scales: [n * kBlocks], zeroPoints: [n * Math.ceil((kBlocks * bits) / 8)] };
+  const got = { packed: packed.shape, scales: scales.shape, zeroPoints: zeroPoints.shape };
+  for (const name of ["packed", "scales", "zeroPoints"] as const) {
+    if (!sameShape(got[name], expected[name])) {
+      shapeError("matMulNBits", `K=${k}, N=${n}, ${bits} bits in blocks of ${blockSize} need ${name} ${formatShape(expected[name])}, got ${formatShape(got[name])}`);
+    }
+  }
+  return makeValue("matMulNBits", [x, packed, scales, zeroPoints], { bits, blockSize, k, n }, "float32", [...x.shape.slice(0, -1), n]);
 }
 
 // ---------------------------------------------------------------- reductions and normalisation

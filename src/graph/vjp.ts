@@ -6,6 +6,7 @@
  */
 import { type OpKind, type Shape, type Value, shapeError } from "./ir.js";
 import * as o from "./ops.js";
+import { fail } from "../util/errors.js";
 
 type Grads = (Value | null)[];
 export type VjpRule<K extends OpKind> = (g: Value, y: Value<K>) => Grads;
@@ -138,6 +139,8 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
     const delta = o.scatterElementsAdd(o.softmax(z, -1), safe, minusOne, 1); // softmax - onehot
     return [o.mul(delta, o.unsqueeze(scale, [1])), null];
   },
+  // Quantised weights are frozen and inference-only: nothing upstream of one may be trained through it.
+  matMulNBits: () => fail("grad", "quantised weights are for inference only: train with float32 weights (no --quantize)", { op: "matMulNBits" }),
 };
 
 /** Sum a broadcast gradient back to the shape of the input it came from. */

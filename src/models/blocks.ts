@@ -8,6 +8,7 @@
 import type { Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import * as nn from "../graph/nn.js";
+import { quantizedLinear } from "../quantize/weights.js";
 import type { CausalLM, ForwardArgs, ForwardHooks, ForwardResult, KV, Weights } from "./causal-lm.js";
 import type { ModelConfig } from "./config.js";
 import type { TensorSpec } from "./registry.js";
@@ -25,7 +26,9 @@ export type Linear = (module: string, x: Value, bias: boolean) => Value;
 export function hookedLinear(weights: Weights, layout: WeightLayout, hooks: ForwardHooks | undefined): Linear {
   const hook = hooks?.linear;
   return (module, x, bias) => {
-    const y = nn.linear(x, weights.get(`${module}.weight`), bias ? weights.get(`${module}.bias`) : undefined, layout);
+    const b = bias ? weights.get(`${module}.bias`) : undefined;
+    // A model loaded with --quantize runs this projection through its block-quantised weight.
+    const y = quantizedLinear(weights, module, x, b) ?? nn.linear(x, weights.get(`${module}.weight`), b, layout);
     return hook === undefined ? y : hook(module, x, y);
   };
 }

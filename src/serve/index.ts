@@ -9,6 +9,7 @@
  */
 import { basename } from "node:path";
 import { loadModel } from "../models/index.js";
+import type { QuantizeMode } from "../quantize/index.js";
 import { GenerationEngine } from "../infer/engine.js";
 import { PromptCache } from "../infer/kv-cache.js";
 import { buildApp } from "./app.js";
@@ -34,6 +35,8 @@ export interface ServeOptions extends Partial<ServeLimits> {
   apiKeys?: string[];
   /** The base model's name in requests and /v1/models; default: the model folder's (or hub id's) last part. */
   baseName?: string;
+  /** Serve with int8 or int4 projection weights (inference only; LoRA adapters are refused); default: float32. */
+  quantize?: QuantizeMode;
   /** Rescan the registry at least this often (ms; default 2000; 0: only on file-system events). */
   rescanMs?: number;
   /** Where the server's notes go; default: warnings and errors to stderr. */
@@ -53,7 +56,7 @@ const defaultLog = (level: "info" | "warn" | "error", message: string) => {
 
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const log = options.log ?? defaultLog;
-  const model = await loadModel(options.model);
+  const model = await loadModel(options.model, { quantize: options.quantize });
   const given = Object.fromEntries(Object.entries(options).filter(([k, v]) => k in DEFAULT_LIMITS && v !== undefined));
   const limits = { ...DEFAULT_LIMITS, ...given, contextLength: options.contextLength ?? model.config.maxPositions };
   const metrics = new ServeMetrics();
