@@ -25,6 +25,7 @@ import { addExportCommands } from "./export-commands.js";
 import { addDistillCommands } from "./distill-commands.js";
 import { addDataCommands } from "./data-commands.js";
 import { addFeedbackCommands } from "./feedback-commands.js";
+import { addComparePromptsCommands } from "./compare-prompts-commands.js";
 
 // package.json sits two folders up from both src/cli/main.ts and dist/cli/main.js.
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -238,6 +239,7 @@ addExportCommands(program);
 addDistillCommands(program);
 addDataCommands(program);
 addFeedbackCommands(program);
+addComparePromptsCommands(program);
 
 addServeCommands(program);
 
