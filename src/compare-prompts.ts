@@ -258,7 +258,9 @@ function verdict(draws: readonly number[][], scored: readonly Scored[]): string 
   const nats = (i: Interval) => `${i.value.toFixed(4)} [${i.low.toFixed(4)}, ${i.high.toFixed(4)}]`;
   const judge = (metric: "exactMatch" | "loss", show: (i: Interval) => string) => {
     const holds = steps.every((d) => d[metric].low > 0);
-    const detail = steps.map((d) => `${d.better} − ${d.worse} ${show(d[metric])}${d[metric].low > 0 ? "" : " (not above 0)"}`).join(", ");
+    // Exact match is better − worse, loss worse − better: each named in the order it is subtracted.
+    const named = (d: Difference) => (metric === "exactMatch" ? `${d.better} − ${d.worse}` : `${d.worse} − ${d.better}`);
+    const detail = steps.map((d) => `${named(d)} ${show(d[metric])}${d[metric].low > 0 ? "" : " (not above 0)"}`).join(", ");
     return `${metric === "exactMatch" ? "exact match" : "loss"}: ${holds ? "holds" : "does not hold"} (${detail})`;
   };
   return `no prompt < hard prompt < soft prompt at 95% confidence — ${judge("exactMatch", pct)}; ${judge("loss", nats)}`;
