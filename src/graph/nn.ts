@@ -166,18 +166,28 @@ export function softcap(x: Value, cap: number): Value {
  * Scaled dot-product attention. q [B, H, Tq, hd]; k, v [B, Hkv, Tk, hd] where H is a multiple of Hkv
  * (grouped-query attention: query head h reads kv head ⌊h / (H/Hkv)⌋). The G query heads of a kv head
  * are stacked as G·Tq rows of one product, so k and v are neither broadcast nor summed back. `cap`:
- * the scores' soft cap (Gemma 2), if any.
+ * the scores' soft cap (Gemma 2), if any. `past` (keys/values of a fixed length P, held by the caller
+ * as a KV cache): the keys are [past, k] and the mask spans P + Tk, but past and new are never
+ * concatenated — their scores are joined, and the weights split into two products.
  */
-export function attention(q: Value, k: Value, v: Value, mask: AttentionMask, scale: number, cap?: number): Value {
+export function attention(q: Value, k: Value, v: Value, mask: AttentionMask, scale: number, cap?: number, past?: { key: Value; value: Value }): Value {
   const heads = q.shape[1] as number;
   const kvHeads = k.shape[1] as number;
   const hd = q.shape[3] as number;
   if (heads % kvHeads !== 0) shapeError("attention", `query heads ${heads} are not a multiple of kv heads ${kvHeads}`);
   const groups = heads / kvHeads;
   const rows = groups === 1 ? q : o.reshape(q, [0, kvHeads, -1, hd]); // [B, Hkv, G·Tq, hd]
-  const raw = o.matmul(rows, k, { transB: true, alpha: scale }); // [B, Hkv, G·Tq, Tk]
+  const pastLength = past?.key.shape[2] ?? 0;
+  if (typeof pastLength !== "number") return shapeError("attention", `a held past needs a fixed length, got ${formatShape(past!.key.shape)}`);
+  // With a past held apart: the scores of [past, new] keys joined (small), never the keys themselves.
+  const product = (keys: Value) => o.matmul(rows, keys, { transB: true, alpha: scale });
+  const raw = past === undefined ? product(k) : o.concat([product(past.key), product(k)], -1); // [B, Hkv, G·Tq, Tk]
   const scores = o.add(cap === undefined ? raw : softcap(raw, cap), mask.bias(groups, q.dtype)); // logits capped before the mask, as Gemma 2
-  const out = o.matmul(o.softmax(scores, -1), v); // [B, Hkv, G·Tq, hd]
+  const weights = o.softmax(scores, -1);
+  const out =
+    past === undefined
+      ? o.matmul(weights, v)
+      : o.add(o.matmul(o.slice(weights, -1, 0, pastLength), past.value), o.matmul(o.slice(weights, -1, pastLength, Number.MAX_SAFE_INTEGER), v)); // [B, Hkv, G·Tq, hd]
   return groups === 1 ? out : o.reshape(out, [0, heads, -1, hd]);
 }
 

@@ -11,10 +11,11 @@
  *  3. prefills the joining rows together (layout.ts), which gives each its first token;
  *  4. lets finished and cancelled rows go and keeps the cache of the rest.
  *
- * The cache is per layer [B, kvHeads, width, headDim] with a key mask per row. While the set of rows
- * stays the same, the presents of one step are the past of the next, as ORT returns them (no host
- * work); when it changes, each remaining row's visible columns are copied, right-aligned, into a new
- * batch. Attention sees only the key mask and the positions, and positions are each row's own
+ * The cache is per layer [B, kvHeads, capacity, headDim] on the host, `width` columns of it filled,
+ * with a key mask per row. A decode step reads it in place (step.ts "decode") and returns only the new
+ * column, which is written after the filled ones. When the set of rows changes, or the cache is full,
+ * each remaining row's visible columns are copied, right-aligned, into a new batch whose capacity
+ * doubles past the width (so a program per capacity, and few copies). Attention sees only the key mask and the positions, and positions are each row's own
  * (layout.ts "row"), so a row's tokens do not depend on which rows share its steps. When some rows of a
  * step have a LoRA adapter, the step runs the program variant for their target modules, each row
  * gathering its own adapter's factors (rows without one gather zeros). In "peft" mode,
@@ -30,7 +31,7 @@ import { applyRepetitionPenalty, sampleToken } from "./sampling.js";
 import { StopMatcher } from "./stop.js";
 import { type PromptState, batchPast } from "./kv-cache.js";
 import { type BatchLayout, type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
-import { pastName, presentName, stepProgram } from "./step.js";
+import { decodeProgram, pastName, presentName, stepProgram } from "./step.js";
 import { LoraBatcher, checkLoraPrompt } from "./lora.js";
 
 /** How a row continues: its token limit, sampler and stop strings. */
@@ -87,10 +88,11 @@ export interface RowToken {
   done?: Generation;
 }
 
-/** Keys/values of a batch: per layer [B, kvHeads, width, headDim]; row b sees the columns where keyMask[b] is 1. */
+/** Keys/values of a batch: per layer [B, kvHeads, capacity, headDim], the first `width` columns filled; row b sees the columns where keyMask[b] is 1. */
 interface KvBlock {
   past: Record<string, Tensor>;
   width: number;
+  capacity: number;
   keyMask: number[][];
 }
 
@@ -239,25 +241,25 @@ export class GenerationEngine {
     return tokens;
   }
 
-  /** Each running row's last token after its cache → its next token; the presents are the cache one column on. */
+  /** Each running row's last token after its cache → its next token; its new column is written into the cache. */
   private async decode(rows: readonly Row[], tokens: RowToken[]): Promise<KvBlock> {
     let block = this.cache!;
     if (rows.length !== block.keyMask.length || rows.some((r, i) => r.slot !== i)) {
       block = gatherRows(this.lm, rows.map((r) => ({ block, slot: r.slot }))); // a cancel left a gap
     }
-    for (const mask of block.keyMask) mask.push(1);
     const B = rows.length;
     const lora = this.lora.batch(rows.map((r) => r.state?.lora));
-    const out = await (await stepProgram(this.lm, "step", lora)).run({
+    const out = await (await decodeProgram(this.lm, block.capacity, lora)).run({
       ...this.lm.weights.feeds(),
       ...lora?.feeds,
       ...block.past,
       input_ids: { data: BigInt64Array.from(rows, (r) => BigInt(r.ids[r.ids.length - 1])), dims: [B, 1] },
       position_ids: { data: BigInt64Array.from(rows, (r) => BigInt(r.position++)), dims: [B, 1] },
-      allowed: attentionPattern(block.keyMask, 1),
+      allowed: decodePattern(block),
     });
     this.pick(rows, out.logits.data as Float32Array, tokens);
-    return { past: pastFrom(this.lm, out), width: block.width + 1, keyMask: block.keyMask };
+    appendColumn(this.lm, block, out);
+    return block;
   }
 
   /** The joining rows' padded inputs, after their prompts' keys/values if any → their first tokens and cache. */
@@ -274,15 +276,16 @@ export class GenerationEngine {
     });
     rows.forEach((r, b) => (r.position = layout.nextPosition[b]));
     this.pick(rows, out.logits.data as Float32Array, tokens);
-    return { past: pastFrom(this.lm, out), width: layout.pastLength + layout.width, keyMask: layout.keyMask };
+    const width = layout.pastLength + layout.width;
+    return { past: pastFrom(this.lm, out), width, capacity: width, keyMask: layout.keyMask };
   }
 
-  /** The rows that go on become the running set: a block as it came out when none left or joined, else their columns gathered. */
+  /** The rows that go on become the running set: the decoded block when none left or joined and it has room, else their columns gathered. */
   private keep(parts: readonly { row: Row; block: KvBlock; slot: number }[]): void {
     const staying = parts.filter((p) => p.row.finish === undefined && !p.row.cancelled);
     const oneBlock = parts.every((p) => p.block === parts[0].block);
     if (staying.length === 0) this.cache = undefined;
-    else if (staying.length === parts.length && oneBlock) this.cache = parts[0].block;
+    else if (staying.length === parts.length && oneBlock && parts[0].block.width < parts[0].block.capacity) this.cache = parts[0].block;
     else this.cache = gatherRows(this.lm, staying);
     staying.forEach((p, slot) => (p.row.slot = slot));
     this.running = staying.map((p) => p.row);
@@ -406,33 +409,70 @@ function checkRowFits(lm: CausalLM, row: Row, firstNewPosition: number): void {
   checkPositions(lm, firstNewPosition + row.options.maxNewTokens - 2, `${row.at}.maxNewTokens`);
 }
 
-/** Copy each part's visible key columns, right-aligned, into one new batch (part b becomes row b). */
+/** Columns of a cache that holds `width`: the next power of two above it (at least 16), so decode programs are few. */
+function capacityFor(width: number): number {
+  return Math.max(16, 2 ** Math.ceil(Math.log2(width + 1)));
+}
+
+/** Copy each part's visible key columns, right-aligned, into one new batch with room to grow (part b becomes row b). */
 function gatherRows(lm: CausalLM, parts: readonly { block: KvBlock; slot: number }[]): KvBlock {
   const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
   const runs = parts.map(({ block, slot }) => visibleRuns(block.keyMask[slot]));
   const lengths = runs.map((rs) => rs.reduce((n, [start, end]) => n + end - start, 0));
   const width = Math.max(...lengths);
+  const capacity = capacityFor(width);
   const past: Record<string, Tensor> = {};
   for (let i = 0; i < numLayers; i++) {
     for (const kind of ["key", "value"] as const) {
       const name = pastName(i, kind);
-      const data = new Float32Array(parts.length * H * width * hd);
+      const data = new Float32Array(parts.length * H * capacity * hd);
       parts.forEach(({ block, slot }, b) => {
         const src = block.past[name].data as Float32Array;
         for (let h = 0; h < H; h++) {
-          const from = (slot * H + h) * block.width;
-          let to = ((b * H + h) * width + width - lengths[b]) * hd;
+          const from = (slot * H + h) * block.capacity;
+          let to = ((b * H + h) * capacity + width - lengths[b]) * hd;
           for (const [start, end] of runs[b]) {
             data.set(src.subarray((from + start) * hd, (from + end) * hd), to);
             to += (end - start) * hd;
           }
         }
       });
-      past[name] = { data, dims: [parts.length, H, width, hd] };
+      past[name] = { data, dims: [parts.length, H, capacity, hd] };
     }
   }
   const keyMask = lengths.map((n) => Array.from({ length: width }, (_, c) => (c < width - n ? 0 : 1)));
-  return { past, width, keyMask };
+  return { past, width, capacity, keyMask };
+}
+
+/** allowed [B, 1, 1, capacity + 1] of a decode step: each row's visible cache columns, then its new token. */
+function decodePattern({ keyMask, capacity }: KvBlock): Tensor<Uint8Array> {
+  const keys = capacity + 1;
+  const data = new Uint8Array(keyMask.length * keys);
+  keyMask.forEach((mask, b) => {
+    data.set(mask, b * keys);
+    data[b * keys + capacity] = 1;
+  });
+  return { data, dims: [keyMask.length, 1, 1, keys] };
+}
+
+/** Write each layer's new key/value column (the last of its presents) after the block's filled columns. */
+function appendColumn(lm: CausalLM, block: KvBlock, out: Record<string, Tensor>): void {
+  const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
+  const B = block.keyMask.length;
+  for (let i = 0; i < numLayers; i++) {
+    for (const kind of ["key", "value"] as const) {
+      const present = out[presentName(i, kind)];
+      const src = present.data as Float32Array;
+      const columns = present.dims[2]; // 1, or capacity + 1 for a family that joins its past itself
+      const dst = block.past[pastName(i, kind)].data as Float32Array;
+      for (let bh = 0; bh < B * H; bh++) {
+        const from = (bh * columns + columns - 1) * hd;
+        dst.set(src.subarray(from, from + hd), (bh * block.capacity + block.width) * hd);
+      }
+    }
+  }
+  for (const mask of block.keyMask) mask.push(1);
+  block.width++;
 }
 
 /** [start, end) column ranges where the mask is 1. */

@@ -4,13 +4,18 @@
  *  - prefill: the left-padded token rows, with no past → logits at the last column and the presents;
  *  - step: token rows after a past (the prompts' cache, or everything so far) → the same outputs.
  *    All dims but the model's are symbolic, so this one graph is both the prefill after soft prompts
- *    (seq = padded length) and the one-token decode (seq = 1).
+ *    (seq = padded length);
+ *  - decode: one token per row after a KV cache of a fixed capacity that the engine keeps on the host
+ *    (blocks.ts heldPast): attention reads the cache beside the new keys without joining them, and
+ *    the presents are only the new column, so a step copies neither the cache in the graph nor all of
+ *    it back. One program per capacity (the engine grows the cache in doubling chunks).
  * Batches with LoRA rows run a variant of prefill/step per set of targeted modules, whose projections
  * add each row's own adapter (lora.ts).
  */
 import * as o from "../graph/ops.js";
 import type { Value } from "../graph/ir.js";
 import type { CausalLM, ForwardHooks, KV } from "../models/causal-lm.js";
+import { heldPast } from "../models/blocks.js";
 import { Program } from "../runtime/session.js";
 import { type LoraBatch, batchedLoraHooks } from "./lora.js";
 
@@ -23,6 +28,12 @@ const programs = new WeakMap<CausalLM, Map<string, Promise<Program>>>();
 export function stepProgram(lm: CausalLM, kind: "prefill" | "step", lora?: Pick<LoraBatch, "modules" | "key">): Promise<Program> {
   if (lora === undefined) return programFor(lm, kind, () => stepGraph(lm, kind === "step"));
   return programFor(lm, `${kind}+${lora.key}`, () => stepGraph(lm, kind === "step", batchedLoraHooks(lora.modules)));
+}
+
+/** The decode program after a cache of `capacity` columns (compiled on first use); with `lora`, its variant. */
+export function decodeProgram(lm: CausalLM, capacity: number, lora?: Pick<LoraBatch, "modules" | "key">): Promise<Program> {
+  const hooks = lora === undefined ? undefined : batchedLoraHooks(lora.modules);
+  return programFor(lm, `decode${capacity}${lora === undefined ? "" : `+${lora.key}`}`, () => decodeGraph(lm, capacity, hooks));
 }
 
 export function promptProgram(lm: CausalLM): Promise<Program> {
@@ -42,10 +53,10 @@ export function programFor(lm: CausalLM, kind: string, build: () => Record<strin
   return program;
 }
 
-/** Per layer, graph inputs for a past of run-time length: [batch, kvHeads, past, headDim]. */
-export function pastInputs(lm: CausalLM): KV[] {
+/** Per layer, graph inputs for a past of run-time length (or of `length`): [batch, kvHeads, past, headDim]. */
+export function pastInputs(lm: CausalLM, length: number | "past" = "past"): KV[] {
   const { numLayers, numKvHeads, headDim } = lm.config;
-  const shape = ["batch", numKvHeads, "past", headDim];
+  const shape = ["batch", numKvHeads, length, headDim];
   return Array.from({ length: numLayers }, (_, i) => ({
     key: o.input(pastName(i, "key"), "float32", shape),
     value: o.input(pastName(i, "value"), "float32", shape),
@@ -72,6 +83,16 @@ function stepGraph(lm: CausalLM, withPast: boolean, hooks?: ForwardHooks): Recor
   const positions = o.input("position_ids", "int64", ["batch", "seq"]);
   const past = withPast ? pastInputs(lm) : undefined;
   const allowed = o.input("allowed", "bool", ["batch", 1, "seq", withPast ? "past+seq" : "seq"]);
+  const { hidden, presents } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past, hooks });
+  return withPresents(lastLogits(lm, hidden), presents);
+}
+
+/** One token per row [B, 1] after a held cache of `capacity` columns; `allowed` spans capacity + 1 keys. */
+function decodeGraph(lm: CausalLM, capacity: number, hooks?: ForwardHooks): Record<string, Value> {
+  const ids = o.input("input_ids", "int64", ["batch", 1]);
+  const positions = o.input("position_ids", "int64", ["batch", 1]);
+  const past = pastInputs(lm, capacity).map(heldPast);
+  const allowed = o.input("allowed", "bool", ["batch", 1, 1, capacity + 1]);
   const { hidden, presents } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past, hooks });
   return withPresents(lastLogits(lm, hidden), presents);
 }

@@ -1,7 +1,7 @@
 /**
  * The pieces architecture files are assembled from, written once: projections by module name (each
  * passed through the forward's `linear` hook) and their tensor specs, norms, the gated MLP, splitting
- * and merging heads, attention over projected heads, joining a layer's past keys/values, and the block
+ * and merging heads, attention over projected heads and a layer's past keys/values, and the block
  * runner. Pieces without weight names (the
  * activation table, rotary embeddings, grouped-query attention) are in graph/nn.ts.
  */
@@ -107,14 +107,33 @@ export function attendHeads(q: Value, k: Value, v: Value, past: KV | undefined, 
     qh = nn.rotary(qh, rope.cos, rope.sin);
     kh = nn.rotary(kh, rope.cos, rope.sin);
   }
-  const kv = withPast(past, kh, splitHeads(v, kvHeads, hd));
-  const out = nn.attention(qh, kv.key, kv.value, opts.mask, opts.scale, opts.softcap); // [B, H, T, hd]
+  const { out, kv } = attendPast(qh, past, kh, splitHeads(v, kvHeads, hd), opts.mask, opts.scale, opts.softcap); // [B, H, T, hd]
   return { out: mergeHeads(out, heads, hd), kv };
 }
 
 /** Append this call's keys/values to the layer's past, if any, along the sequence axis. */
 export function withPast(past: KV | undefined, key: Value, value: Value): KV {
   return past === undefined ? { key, value } : { key: o.concat([past.key, key], 2), value: o.concat([past.value, value], 2) };
+}
+
+/** Pasts that a caller keeps itself (inference's KV cache, see infer/step.ts). */
+const heldPasts = new WeakSet<KV>();
+
+/**
+ * Mark a layer's past as kept by the caller: attention reads it beside the new keys/values without
+ * joining them (nn.attention's `past`), and the layer's presents are the new columns alone, so a
+ * decode step neither copies the cache in the graph nor hands it all back.
+ */
+export function heldPast(past: KV): KV {
+  heldPasts.add(past);
+  return past;
+}
+
+/** Attention of q over the past (if any) and this call's keys/values → its output [B, H, T, hd] and the layer's presents. */
+export function attendPast(q: Value, past: KV | undefined, key: Value, value: Value, mask: nn.AttentionMask, scale: number, cap?: number): { out: Value; kv: KV } {
+  if (past !== undefined && heldPasts.has(past)) return { out: nn.attention(q, key, value, mask, scale, cap, past), kv: { key, value } };
+  const kv = withPast(past, key, value);
+  return { out: nn.attention(q, kv.key, kv.value, mask, scale, cap), kv };
 }
 
 /**

@@ -11,7 +11,7 @@ import * as nn from "../graph/nn.js";
 import type { ModelConfig } from "./config.js";
 import { activationName, commonConfig, commonFields, count, eps, validateConfig } from "./config-fields.js";
 import type { CausalLM, ForwardArgs, ForwardResult, KV, Weights } from "./causal-lm.js";
-import { type Linear, hookedLinear, layerNorm, mergeHeads, runBlocks, splitHeads, withPast } from "./blocks.js";
+import { type Linear, attendPast, hookedLinear, layerNorm, mergeHeads, runBlocks, splitHeads } from "./blocks.js";
 import { type TensorSpec, registerArchitecture } from "./registry.js";
 
 /** GPT2Config's fields, with its defaults for those a checkpoint may leave out. */
@@ -115,9 +115,9 @@ export function gpt2(config: Gpt2Config, weights: Weights): CausalLM {
     const h = layerNorm(weights, `${p}.ln_1`, x, eps);
     const qkv = linear(`${p}.attn.c_attn`, h, true); // [B, T, 3d]
     const q = splitHeads(o.slice(qkv, -1, 0, d), heads, hd); // [B, H, T, hd]
-    const kv = withPast(past, splitHeads(o.slice(qkv, -1, d, 2 * d), heads, hd), splitHeads(o.slice(qkv, -1, 2 * d, 3 * d), heads, hd));
     const scale = config.family.scaleAttnWeights ? 1 / Math.sqrt(hd) : 1;
-    const attn = mergeHeads(nn.attention(q, kv.key, kv.value, mask, scale), heads, hd); // [B, T, d]
+    const { out, kv } = attendPast(q, past, splitHeads(o.slice(qkv, -1, d, 2 * d), heads, hd), splitHeads(o.slice(qkv, -1, 2 * d, 3 * d), heads, hd), mask, scale);
+    const attn = mergeHeads(out, heads, hd); // [B, T, d]
     x = o.add(x, linear(`${p}.attn.c_proj`, attn, true));
     // MLP: d → 4d → d.
     const h2 = layerNorm(weights, `${p}.ln_2`, x, eps);

@@ -12,7 +12,7 @@ import type { ModelConfig } from "./config.js";
 import { activationName, commonConfig, commonFields, count, eps, validateConfig } from "./config-fields.js";
 import { parseRope, ropeFields, rotaryInverseFrequencies } from "./rope.js";
 import type { CausalLM, KV, Weights } from "./causal-lm.js";
-import { type Linear, gatedMlp, mergeHeads, rmsNorm, splitHeads, withPast, ROTARY_BUFFERS, llamaLayoutDecoder, type Rotary } from "./blocks.js";
+import { type Linear, attendPast, gatedMlp, mergeHeads, rmsNorm, splitHeads, ROTARY_BUFFERS, llamaLayoutDecoder, type Rotary } from "./blocks.js";
 import { type TensorSpec, registerArchitecture } from "./registry.js";
 
 /** LlamaConfig's fields (MistralConfig and Qwen2Config are the same shape), with their defaults. */
@@ -157,8 +157,8 @@ export function llama(config: LlamaConfig, weights: Weights): CausalLM {
     const h = rmsNorm(weights, `${p}.input_layernorm`, x, eps);
     const q = nn.rotary(splitHeads(linear(`${p}.self_attn.q_proj`, h, bias.qkv), heads, hd), rope.cos, rope.sin); // [B, H, T, hd]
     const k = nn.rotary(splitHeads(linear(`${p}.self_attn.k_proj`, h, bias.qkv), kvHeads, hd), rope.cos, rope.sin); // [B, Hkv, T, hd]
-    const kv = withPast(past, k, splitHeads(linear(`${p}.self_attn.v_proj`, h, bias.qkv), kvHeads, hd));
-    const attn = mergeHeads(nn.attention(q, kv.key, kv.value, mask, 1 / Math.sqrt(hd)), heads, hd); // [B, T, H·hd]
+    const { out, kv } = attendPast(q, past, k, splitHeads(linear(`${p}.self_attn.v_proj`, h, bias.qkv), kvHeads, hd), mask, 1 / Math.sqrt(hd));
+    const attn = mergeHeads(out, heads, hd); // [B, T, H·hd]
     x = o.add(x, linear(`${p}.self_attn.o_proj`, attn, bias.output));
     const h2 = rmsNorm(weights, `${p}.post_attention_layernorm`, x, eps);
     x = o.add(x, gatedMlp(linear, `${p}.mlp`, h2, config.activation, mlpBias));

@@ -5,7 +5,7 @@ import type { CausalLM } from "../../src/models/causal-lm.js";
 import { type Generation, type RowId, type RowRequest, type RowToken, GenerationEngine } from "../../src/infer/engine.js";
 import { type GenerateRequest, generate } from "../../src/infer/generate.js";
 import { PromptCache } from "../../src/infer/kv-cache.js";
-import { stepProgram } from "../../src/infer/step.js";
+import { decodeProgram } from "../../src/infer/step.js";
 import { type Tokenizer, loadTokenizer } from "../../src/tokenizer/index.js";
 import { SoftpromptError } from "../../src/util/errors.js";
 import { Rng } from "../../src/util/rng.js";
@@ -121,8 +121,8 @@ describe("engine rows", () => {
     const engine = new GenerationEngine(lm);
     const [x, y] = [engine.add({ inputIds: [1, 2, 3], maxNewTokens: 4 }), engine.add({ inputIds: [4], maxNewTokens: 4 })];
     await engine.step();
-    // Cancel from inside the decode forward, after the step has taken its rows.
-    const decode = await stepProgram(lm, "step");
+    // Cancel from inside the decode forward, after the step has taken its rows (a cache of a few columns holds 16).
+    const decode = await decodeProgram(lm, 16);
     const run = decode.run.bind(decode);
     let cancelled = false;
     const spy = vi.spyOn(decode, "run").mockImplementationOnce((feeds) => {
@@ -248,7 +248,7 @@ describe("engine errors", () => {
     engine.add({ inputIds: [1, 2], maxNewTokens: 3 });
     await engine.step();
     engine.add({ inputIds: [3], maxNewTokens: 3 });
-    const decode = await stepProgram(lm, "step");
+    const decode = await decodeProgram(lm, 16); // a cache of a few columns holds 16
     const spy = vi.spyOn(decode, "run").mockRejectedValueOnce(new Error("out of memory"));
     await expect(engine.step().finally(() => spy.mockRestore())).rejects.toThrow(/out of memory/);
     expect(engine.size).toBe(0);
