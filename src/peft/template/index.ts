@@ -73,11 +73,11 @@ export const templateMethod: PeftMethod<TemplateOptions, TemplateConfig> = {
 
 registerMethod(templateMethod);
 
-/** The template a training run names, read and parsed (errors name the file, line and column). */
+/** The template a training run names, read and parsed (errors name the file, line and column); as Jinja, the file's one final newline is not part of it. */
 export function readTemplate(file: string): Template {
   let source: string;
   try {
-    source = readFileSync(file, "utf8");
+    source = readFileSync(file, "utf8").replace(/\r?\n$/, "");
   } catch (err) {
     return fail("file", `cannot read the template: ${(err as Error).message}`, { file, field: "--template" }, err);
   }
