@@ -1,5 +1,6 @@
-// `npm run bench -- [engine] [load] [train] [serve] [distill] [methods]`: runs the named benchmarks (all by default), each in a
-// process of its own so peak-memory numbers do not mix, and writes each result to bench/results/<name>.json.
+// `npm run bench -- [engine] [load] [train] [serve] [distill] [methods] [quantize] [profile train|decode]`: runs the named
+// benchmarks (all but profile by default), each in a process of its own so peak-memory numbers do not mix, and writes each
+// result to bench/results/<name>.json (profile: profile-<kind>.json).
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { cpus } from "node:os";
@@ -14,6 +15,8 @@ const benches: Record<string, () => Promise<object>> = {
   serve: async () => (await import("./serve.js")).benchServe(),
   distill: async () => (await import("./distill.js")).benchDistill(),
   methods: async () => (await import("./methods.js")).benchMethods(),
+  quantize: async () => (await import("./quantize.js")).benchQuantize(),
+  profile: async () => (await import("./profile.js")).benchProfile(profileKind),
 };
 
 const ortVersion = () => (createRequire(import.meta.url)("onnxruntime-node/package.json") as { version: string }).version;
@@ -24,18 +27,25 @@ function machineFacts() {
 }
 
 const names = process.argv.slice(2).filter((a) => !a.startsWith("-"));
+// `profile` takes the kind that follows it: `npm run bench -- profile decode`.
+const profileAt = names.indexOf("profile");
+const profileKind = profileAt >= 0 ? names.splice(profileAt + 1, 1)[0] : undefined;
 const unknown = names.filter((n) => !(n in benches));
 if (unknown.length > 0) {
   console.error(`unknown benchmark ${unknown.join(", ")}; choose from ${Object.keys(benches).join(", ")}`);
   process.exit(2);
 }
-const chosen = names.length > 0 ? names : Object.keys(benches);
+const chosen = names.length > 0 ? names : Object.keys(benches).filter((n) => n !== "profile");
+const resultName = (name: string) => (name === "profile" ? `profile-${profileKind}` : name);
 if (chosen.length > 1) {
-  for (const name of chosen) execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), name], { stdio: "inherit" });
+  for (const name of chosen) {
+    const args = name === "profile" && profileKind !== undefined ? [name, profileKind] : [name];
+    execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), ...args], { stdio: "inherit" });
+  }
 } else {
   const [name] = chosen;
   mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
   const result = { ...(await benches[name]()), machine: machineFacts(), date: new Date().toISOString() };
-  await writeFileAtomic(fileURLToPath(new URL(`./results/${name}.json`, import.meta.url)), JSON.stringify(result, null, 2) + "\n");
-  console.log(`${name}: ${JSON.stringify(result, null, 2)}`);
+  await writeFileAtomic(fileURLToPath(new URL(`./results/${resultName(name)}.json`, import.meta.url)), JSON.stringify(result, null, 2) + "\n");
+  console.log(`${resultName(name)}: ${JSON.stringify(result, null, 2)}`);
 }

@@ -1,0 +1,203 @@
+// `npm run bench -- profile train|decode`: where the time goes, op by op, with ONNX Runtime's profiler on.
+// train: prompt-tuning steps (loss and its gradient to the soft prompt, batch 8 × 128 as the engine bench);
+// decode: greedy one-token steps of one row after 32 cached positions. Both on the GPT-2-small and SmolLM2-135M
+// shapes (random weights). Reports time per ONNX op type, the top nodes, each distinct matrix product's time
+// against the same product run alone, the share of wall time spent outside ORT (feeds, copies, JavaScript),
+// and peak RSS beside the weights' own bytes. Writes bench/results/profile-<kind>.json.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import * as o from "../src/graph/ops.js";
+import type { Value } from "../src/graph/ir.js";
+import { grad } from "../src/graph/autodiff.js";
+import { buildModel } from "../src/models/build.js";
+import type { CausalLM, KV } from "../src/models/causal-lm.js";
+import { promptLossFeeds, promptLossGraph } from "../src/peft/prompt-tuning/model.js";
+import { type Feeds, Program, type Tensor } from "../src/runtime/session.js";
+import { greedy } from "../src/infer/sampling.js";
+import { Rng } from "../src/util/rng.js";
+import { peakRssMb, randomWeights, shapeConfig } from "./common.js";
+import { BATCH, TEXT, VIRTUAL, randomBatch } from "./engine.js";
+
+export type ProfileKind = "train" | "decode";
+const SHAPES = ["gpt2-small", "smollm2-135m"];
+const PRODUCTS = new Set(["MatMul", "Gemm", "FusedMatMul", "MatMulNBits"]);
+
+/** One event of ORT's profile (Chrome trace format): a session phase, or one node's kernel. */
+export interface ProfileEvent {
+  cat: string;
+  name: string;
+  ts: number;
+  dur: number;
+  args?: { op_name?: string; input_type_shape?: Record<string, number[]>[]; output_type_shape?: Record<string, number[]>[] };
+}
+
+export interface ProfileSummary {
+  /** model_run events counted, and their total (ORT's own time), in ms. */
+  runs: number;
+  runMs: number;
+  /** Σ kernel time of every node, ms. */
+  kernelMs: number;
+  byOpType: { op: string; ms: number; calls: number; share: number }[];
+  topNodes: { node: string; op: string; ms: number; calls: number }[];
+  /** Matrix products grouped by op and shapes: what a product of that shape costs inside the graph. */
+  products: { op: string; inputs: number[][]; output: number[]; calls: number; msPerCall: number }[];
+}
+
+const shapesOf = (list: Record<string, number[]>[] | undefined) => (list ?? []).map((t) => Object.values(t)[0]);
+
+/** Summarise a profile, leaving out the first `skipRuns` runs (warm-up) and every node event before the next one. */
+export function summarizeProfile(events: readonly ProfileEvent[], { skipRuns = 0, top = 10 } = {}): ProfileSummary {
+  const runs = events.filter((e) => e.cat === "Session" && e.name === "model_run").sort((a, b) => a.ts - b.ts);
+  const counted = runs.slice(skipRuns);
+  const from = counted[0]?.ts ?? Number.POSITIVE_INFINITY;
+  const nodes = events.filter((e) => e.cat === "Node" && e.name.endsWith("_kernel_time") && e.ts >= from);
+  const group = <T>(key: (e: ProfileEvent) => string, make: (e: ProfileEvent) => T) => {
+    const out = new Map<string, T & { us: number; calls: number }>();
+    for (const e of nodes) {
+      const k = key(e);
+      const g = out.get(k) ?? { ...make(e), us: 0, calls: 0 };
+      g.us += e.dur;
+      g.calls += 1;
+      out.set(k, g);
+    }
+    return [...out.values()].sort((a, b) => b.us - a.us);
+  };
+  const kernelUs = nodes.reduce((s, e) => s + e.dur, 0);
+  const opOf = (e: ProfileEvent) => e.args?.op_name ?? "?";
+  const byOpType = group(opOf, (e) => ({ op: opOf(e) })).map(({ op, us, calls }) => ({ op, ms: us / 1000, calls, share: us / kernelUs }));
+  const topNodes = group((e) => e.name, (e) => ({ node: e.name.replace(/_kernel_time$/, ""), op: opOf(e) }))
+    .slice(0, top)
+    .map(({ node, op, us, calls }) => ({ node, op, ms: us / 1000, calls }));
+  const products = group(
+    (e) => `${opOf(e)} ${JSON.stringify(shapesOf(e.args?.input_type_shape))}`,
+    (e) => ({ op: opOf(e), inputs: shapesOf(e.args?.input_type_shape), output: shapesOf(e.args?.output_type_shape)[0] ?? [] }),
+  )
+    .filter((g) => PRODUCTS.has(g.op))
+    .map(({ op, inputs, output, us, calls }) => ({ op, inputs, output, calls, msPerCall: us / calls / 1000 }));
+  return { runs: counted.length, runMs: counted.reduce((s, e) => s + e.dur, 0) / 1000, kernelMs: kernelUs / 1000, byOpType, topNodes, products };
+}
+
+/** Run `step` `runs` times on a program compiled with the profiler on; the profile's summary (first run left out) and the wall time. */
+async function profiled(outputs: Record<string, Value>, step: (program: Program) => Promise<void>, runs: number): Promise<{ summary: ProfileSummary; wallMs: number }> {
+  const dir = mkdtempSync(join(tmpdir(), "softprompt-profile-"));
+  try {
+    const program = await Program.compile(outputs, { enableProfiling: true, profileFilePrefix: join(dir, "ort") });
+    await step(program); // warm-up: first-run allocations
+    const t0 = performance.now();
+    for (let i = 1; i < runs; i++) await step(program);
+    const wallMs = performance.now() - t0;
+    const events = JSON.parse(readFileSync(await program.endProfiling(), "utf8")) as ProfileEvent[];
+    return { summary: summarizeProfile(events, { skipRuns: 1 }), wallMs };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The transposes that make op(a) @ op(b) give `output` (ORT's profile records shapes, not attributes). */
+function transposesFor(a: number[], b: number[], output: number[]): { transA: boolean; transB: boolean } | undefined {
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      const [m, k1] = transA ? [a.at(-1), a.at(-2)] : [a.at(-2), a.at(-1)];
+      const [k2, n] = transB ? [b.at(-1), b.at(-2)] : [b.at(-2), b.at(-1)];
+      if (k1 === k2 && m === output.at(-2) && n === output.at(-1)) return { transA, transB };
+    }
+  }
+  return undefined;
+}
+
+/** The same product alone in a graph of its own: kernel ms per call, from its own profile (20 runs). */
+async function productAlone(p: ProfileSummary["products"][number]): Promise<number | undefined> {
+  const [a, b] = p.inputs;
+  const trans = a !== undefined && b !== undefined ? transposesFor(a, b, p.output) : undefined;
+  if (trans === undefined || p.op === "MatMulNBits") return undefined;
+  const rng = new Rng(2);
+  const feed = (dims: number[]): Tensor => ({ data: Float32Array.from({ length: dims.reduce((x, y) => x * y, 1) }, () => rng.normal()), dims });
+  const [x, y] = [o.input("a", "float32", a), o.input("b", "float32", b)];
+  const product = p.op === "Gemm" && a.length === 2 && b.length === 2 ? o.gemm(x, y, trans) : o.matmul(x, y, trans);
+  const feeds = { a: feed(a), b: feed(b) };
+  const { summary } = await profiled({ y: product }, async (program) => void (await program.run(feeds)), 21);
+  return summary.products[0]?.msPerCall;
+}
+
+/** The loss and its gradient to a soft prompt, as the engine bench measures them. */
+function trainCase(lm: CausalLM) {
+  const graph = promptLossGraph(lm, VIRTUAL);
+  const [gPrompt] = grad(graph.loss, [graph.prompt!]);
+  const rng = new Rng(3);
+  const feeds: Feeds = {
+    ...lm.weights.feeds(),
+    ...promptLossFeeds(randomBatch(lm.config.vocabSize), VIRTUAL),
+    prompt: { data: Float32Array.from({ length: VIRTUAL * lm.config.hiddenSize }, () => rng.normal() * 0.02), dims: [VIRTUAL, lm.config.hiddenSize] },
+  };
+  return { outputs: { loss: graph.loss, grad: gPrompt }, step: async (program: Program) => void (await program.run(feeds)), runs: 4, what: `batch ${BATCH} × (${VIRTUAL} virtual + ${TEXT} text) tokens` };
+}
+
+const PAST = 32;
+
+/** One-token greedy decode of one row after PAST cached positions: each step's keys/values are the next one's past. */
+function decodeCase(lm: CausalLM) {
+  const { numLayers, numKvHeads, headDim, hiddenSize } = lm.config;
+  const past: KV[] = Array.from({ length: numLayers }, (_, i) => ({
+    key: o.input(`past.${i}.key`, "float32", [1, numKvHeads, "past", headDim]),
+    value: o.input(`past.${i}.value`, "float32", [1, numKvHeads, "past", headDim]),
+  }));
+  const ids = o.input("input_ids", "int64", [1, 1]);
+  const positions = o.input("position_ids", "int64", [1, 1]);
+  const allowed = o.input("allowed", "bool", [1, 1, 1, "past+1"]);
+  const { hidden, presents } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past });
+  const outputs: Record<string, Value> = { logits: lm.lmHead(o.reshape(hidden, [-1, hiddenSize])) };
+  presents.forEach((kv, i) => Object.assign(outputs, { [`present.${i}.key`]: kv.key, [`present.${i}.value`]: kv.value }));
+
+  const rng = new Rng(4);
+  const cache = (length: number) => ({ data: Float32Array.from({ length: numKvHeads * length * headDim }, () => rng.normal() * 0.5), dims: [1, numKvHeads, length, headDim] });
+  let state: Feeds = Object.fromEntries(past.flatMap((_, i) => [[`past.${i}.key`, cache(PAST)], [`past.${i}.value`, cache(PAST)]]));
+  let [token, position] = [1, PAST];
+  const step = async (program: Program) => {
+    const out = await program.run({
+      ...lm.weights.feeds(),
+      ...state,
+      input_ids: { data: BigInt64Array.of(BigInt(token)), dims: [1, 1] },
+      position_ids: { data: BigInt64Array.of(BigInt(position)), dims: [1, 1] },
+      allowed: { data: new Uint8Array(position + 1).fill(1), dims: [1, 1, 1, position + 1] },
+    });
+    token = greedy(out.logits.data as Float32Array);
+    position += 1;
+    state = Object.fromEntries(past.flatMap((_, i) => [[`past.${i}.key`, out[`present.${i}.key`]], [`past.${i}.value`, out[`present.${i}.value`]]]));
+  };
+  return { outputs, step, runs: 17, what: `1 row, greedy, ${PAST} cached positions, 16 steps` };
+}
+
+async function profileShape(shape: string, kind: ProfileKind) {
+  const config = shapeConfig(shape);
+  const lm = buildModel(config, randomWeights(config));
+  const c = kind === "train" ? trainCase(lm) : decodeCase(lm);
+  const { summary, wallMs } = await profiled(c.outputs, c.step, c.runs);
+  const products = [];
+  for (const p of summary.products) {
+    const aloneMs = await productAlone(p);
+    products.push({ ...p, calls: p.calls / summary.runs, aloneMsPerCall: aloneMs, inGraphOverAlone: aloneMs === undefined ? undefined : p.msPerCall / aloneMs });
+  }
+  const productMs = summary.products.reduce((s, p) => s + p.msPerCall * p.calls, 0);
+  const weightsMb = lm.weights.names().reduce((s, n) => s + lm.weights.tensor(n).data.byteLength, 0) / 2 ** 20;
+  return {
+    shape,
+    what: c.what,
+    ms_per_run: { wall: wallMs / summary.runs, ort: summary.runMs / summary.runs, kernels: summary.kernelMs / summary.runs },
+    // Wall time outside ORT's run: wrapping feeds, copying outputs out, and the JavaScript between runs (argmax, next feeds).
+    outside_ort_share: 1 - summary.runMs / wallMs,
+    products_share_of_kernels: productMs / summary.kernelMs,
+    by_op_type: summary.byOpType.map((g) => ({ ...g, ms: g.ms / summary.runs, calls: g.calls / summary.runs })),
+    top_nodes: summary.topNodes.map((n) => ({ ...n, ms: n.ms / summary.runs, calls: n.calls / summary.runs })),
+    products,
+    weights_mb: weightsMb,
+    peak_rss_mb: peakRssMb(),
+  };
+}
+
+export async function benchProfile(kind: string | undefined) {
+  if (kind !== "train" && kind !== "decode") throw new Error(`profile needs a kind: train or decode, got ${kind ?? "none"}`);
+  const shapes = [];
+  for (const shape of SHAPES) shapes.push(await profileShape(shape, kind));
+  return { kind, shapes, load_average: loadavg() };
+}
