@@ -25,7 +25,14 @@ export const REPORT_HTML = "report.html";
 export const REPORT_JSON = "compare-prompts.json";
 
 /** A soft prompt trained here when none is given: the demo's settings, which fit the example tasks. */
-export const SOFT_DEFAULTS = { numVirtualTokens: 20, steps: 200, lr: 0.1, batchSize: 8 } as const;
+export const SOFT_DEFAULTS: SoftSettings = { numVirtualTokens: 20, steps: 200, lr: 0.1, batchSize: 8 };
+
+export interface SoftSettings {
+  numVirtualTokens: number;
+  steps: number;
+  lr: number;
+  batchSize: number;
+}
 
 export interface ComparePromptsOptions {
   model: string;
@@ -42,7 +49,7 @@ export interface ComparePromptsOptions {
   /** A trained soft prompt to compare instead of training one. */
   adapter?: string;
   /** Settings for the soft prompt trained here. */
-  soft?: Partial<typeof SOFT_DEFAULTS>;
+  soft?: Partial<SoftSettings>;
   seed?: number;
   /** Bootstrap resamples (at least 1000). */
   resamples?: number;

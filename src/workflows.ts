@@ -11,8 +11,8 @@ import { modelInfo as readModelInfo, type ModelInfo } from "./models/info.js";
 import { resolveModelDir } from "./formats/hub.js";
 import { datasetTasks, readExamples, splitTrainValid, tokenizeExamples } from "./data/index.js";
 import { type Adapter, type BaseModel, checkAdapterFits, loadAdapter, paramsDigest } from "./peft/adapter.js";
-import type { PromptTuningOptions } from "./peft/prompt-tuning/config.js";
-import { inspectPrompt, promptSimilarity, type PromptSimilarity, type VectorReport } from "./peft/inspect.js";
+import type { PromptTuningConfig, PromptTuningOptions } from "./peft/prompt-tuning/config.js";
+import { inspectPrompt, promptSimilarity, textStartIds, withStarts, type PromptSimilarity, type VectorReport } from "./peft/inspect.js";
 import { parseTrainConfig, type TrainerSettings } from "./train/config.js";
 import { trainAdapter, type TrainEvent, type TrainResult } from "./train/trainer.js";
 import { generate, type AdapterPrompt, type Generation } from "./infer/generate.js";
@@ -224,10 +224,16 @@ export interface InspectReport {
 
 export async function inspect(options: { model: string; adapter: string; compare?: string; top?: number; onWarning?: (message: string) => void }): Promise<InspectReport> {
   const model = await loadModel(options.model);
-  const { prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model);
+  const { adapter, prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model);
   warnings.forEach(warn(options.onWarning));
   const embeddings = model.lm.weights.tensor(model.lm.embeddingName);
-  const vectors = inspectPrompt(embeddingsOf(prompt, options.adapter, "adapter"), embeddings, (id) => model.tokenizer.idToToken(id), options.top ?? 5);
+  const values = embeddingsOf(prompt, options.adapter, "adapter");
+  const idToToken = (id: number) => model.tokenizer.idToToken(id);
+  const nearest = inspectPrompt(values, embeddings, idToToken, options.top ?? 5);
+  // A prompt started from a hard prompt: how far each vector moved from its starting token.
+  const config = adapter.config as Partial<PromptTuningConfig>;
+  const initText = config.prompt_tuning_init === "TEXT" ? config.prompt_tuning_init_text : undefined;
+  const vectors = typeof initText === "string" ? withStarts(nearest, values, embeddings, textStartIds(model.tokenizer.encode(initText, { addSpecialTokens: false }), nearest.length), idToToken) : nearest;
   if (options.compare === undefined) return { vectors };
   const other = await loadSoftPrompt(options.compare, model, options.model);
   return { vectors, similarity: promptSimilarity(embeddingsOf(prompt, options.adapter, "adapter"), embeddingsOf(other.prompt, options.compare, "compare"), model.config.hiddenSize) };

@@ -216,7 +216,7 @@ program
 
 program
   .command("inspect")
-  .description("the vocabulary tokens nearest to each learned vector; similarity of two prompts")
+  .description("the vocabulary tokens nearest to each learned vector (for a prompt started from --init-text: how far each moved from its starting token); similarity of two prompts")
   .requiredOption("--model <model>", "the adapter's base model")
   .requiredOption("--adapter <dir>", "a PEFT prompt-tuning adapter folder")
   .option("--compare <dir>", "another adapter to compare with")

@@ -18,6 +18,45 @@ export interface VectorReport {
   /** norm / mean norm of the vocabulary's embeddings. */
   relativeNorm: number;
   nearest: NearestToken[];
+  /** For a prompt started from a text: the token it started as and how far it has moved from it. */
+  start?: StartReport;
+}
+
+/** How far a vector has moved from the token embedding it started as (`--init text`): the refinement of a hard prompt into a learned one. */
+export interface StartReport {
+  id: number;
+  token: string;
+  /** Euclidean distance from the starting embedding. */
+  distance: number;
+  /** distance / the starting embedding's norm (0: unchanged; 1: moved as far as it was long). */
+  relativeDistance: number;
+  /** Cosine with the starting embedding. */
+  cosine: number;
+  /** Whether the starting token is still the nearest token. */
+  stillNearest: boolean;
+}
+
+/**
+ * The token each vector started as, for a prompt initialised from a text (PEFT's prompt_tuning_init
+ * "TEXT"): the text's tokens repeated to fill the prompt, as PEFT and `--init text` start it.
+ */
+export function textStartIds(textIds: readonly number[], numVirtual: number): number[] {
+  if (textIds.length === 0) fail("adapter", "the adapter's prompt_tuning_init_text has no tokens for this tokenizer", { field: "prompt_tuning_init_text" });
+  return Array.from({ length: numVirtual }, (_, i) => textIds[i % textIds.length]);
+}
+
+/** Each vector's report with where it started (`startIds[i]`'s embedding) and how far it moved. */
+export function withStarts(reports: readonly VectorReport[], prompt: Float32Array, embeddings: WeightTensor, startIds: readonly number[], idToToken: (id: number) => string | undefined): VectorReport[] {
+  const d = embeddings.shape[1];
+  return reports.map((r, i) => {
+    const x = prompt.subarray(i * d, (i + 1) * d);
+    const s = embeddings.data.subarray(startIds[i] * d, (startIds[i] + 1) * d);
+    let squared = 0;
+    for (let k = 0; k < d; k++) squared += (x[k] - s[k]) ** 2;
+    const distance = Math.sqrt(squared);
+    const start = { id: startIds[i], token: idToToken(startIds[i]) ?? `<${startIds[i]}>`, distance, relativeDistance: distance / (norm(s) || 1), cosine: dot(x, s) / (norm(x) * norm(s) || 1), stillNearest: r.nearest[0]?.id === startIds[i] };
+    return { ...r, start };
+  });
 }
 
 export function inspectPrompt(

@@ -46,6 +46,7 @@ export function inspectView(report: InspectReport): string {
     "norm ratio: the vector's length over the mean length of the vocabulary's embeddings (far above 1: unlike any token).",
     "cosine: how closely the vector points in a token's direction (1 the same, 0 unrelated, -1 opposite).",
   ];
+  if (report.vectors.some((v) => v.start !== undefined)) lines.push("", refinementView(report.vectors));
   if (report.similarity) {
     const { flat, meanBestMatch } = report.similarity;
     lines.push(
@@ -59,6 +60,21 @@ export function inspectView(report: InspectReport): string {
     );
   }
   return lines.join("\n") + "\n";
+}
+
+/** A prompt started from a hard prompt: what each vector started as, how far it moved, and what it is nearest to now. */
+function refinementView(vectors: InspectReport["vectors"]): string {
+  const moved = vectors.filter((v) => v.start !== undefined && !v.start.stillNearest).length;
+  const table = formatTable(
+    ["vector", "started as", "moved (relative)", "cosine to start", "nearest now"],
+    vectors.map((v) => [v.index, v.start === undefined ? null : JSON.stringify(v.start.token), v.start?.relativeDistance, v.start?.cosine, v.nearest[0] === undefined ? null : JSON.stringify(v.nearest[0].token)]),
+    { alignRight: [true, false, true, true, false] },
+  );
+  return [
+    `Refinement from the hard prompt: ${moved} of ${vectors.length} vectors are now nearer another token than the one they started as.`,
+    table.trimEnd(),
+    "moved (relative): the distance from the starting token's embedding over that embedding's length (0: unchanged).",
+  ].join("\n");
 }
 
 /** The end of a training run: what was done and where it went. */
