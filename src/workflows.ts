@@ -4,12 +4,12 @@
  */
 import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
-import { basename } from "node:path";
+import { basename, join } from "node:path";
 import { fail } from "./util/errors.js";
 import { type Model, loadModel } from "./models/index.js";
 import { modelInfo as readModelInfo, type ModelInfo } from "./models/info.js";
 import { resolveModelDir } from "./formats/hub.js";
-import { datasetTasks, readExamples, splitTrainValid, tokenizeExamples } from "./data/index.js";
+import { type Example, datasetTasks, readExamples, splitTrainValid, tokenizeExamples } from "./data/index.js";
 import { type Adapter, type BaseModel, checkAdapterFits, loadAdapter, paramsDigest } from "./peft/adapter.js";
 import type { PromptTuningConfig, PromptTuningOptions } from "./peft/prompt-tuning/config.js";
 import { inspectPrompt, promptSimilarity, textStartIds, withStarts, type PromptSimilarity, type VectorReport } from "./peft/inspect.js";
@@ -23,6 +23,8 @@ import { mergeLora } from "./peft/lora/merge.js";
 import { isLoraPrompt } from "./infer/lora.js";
 import type { QuantizeMode } from "./quantize/index.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
+import { layoutOf, readTemplate } from "./peft/template/index.js";
+import { type TemplateAdapter, codeValueSettings, evaluateTemplate, generateWithTemplate, loadTemplateAdapter, parseCodeFlags, plainTemplate, templateTokenizer } from "./template/index.js";
 import { checkData, type DataCheckReport } from "./data/check.js";
 import { loadTokenizer } from "./tokenizer/index.js";
 import { reviewTrainingRows } from "./feedback/rows.js";
@@ -96,11 +98,15 @@ export interface TrainSummary extends TrainResult {
   trainExamples: number;
   validExamples: number;
   truncated: number;
+  /** With a template: earlier chat turns dropped (oldest first) so rows fit. */
+  droppedTurns?: number;
 }
 
 export async function train(options: TrainOptions): Promise<TrainSummary> {
   const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, feedback, ...settings } = options;
-  const config = parseTrainConfig(settings);
+  // --template alone means the template method; the template is read before anything loads or is written.
+  const config = parseTrainConfig(settings.template !== undefined && settings.method === undefined ? { ...settings, method: "template" } : settings);
+  const template = config.method === "template" ? readTemplate(config.methodOptions.template as string) : undefined;
   const model = await loadModel(modelName);
   // Methods that train per-row tasks (mpt) name the field holding each row's task; their tasks default to the data's.
   const taskField = config.methodOptions.taskField as string | undefined;
@@ -108,11 +114,17 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   const split = valid !== undefined ? { train: examples, valid: await readExamples(valid, { taskField }) } : splitTrainValid(examples, { validFraction: config.validFraction, seed: config.seed });
   if (feedback !== undefined) split.train.push(...(await reviewTrainingRows(feedback, onLog)));
   if (taskField !== undefined) config.methodOptions.tasks = datasetTasks([...split.train, ...split.valid], taskField, config.methodOptions.tasks as string[] | undefined);
-  const tokenize = (xs: typeof examples) => tokenizeExamples(xs, model.tokenizer, { maxLength: config.maxLength });
+  // A template's learned codes take the values the training rows carry, unless given.
+  if (template !== undefined) config.methodOptions.codeValues ??= codeValueSettings(template, split.train);
+  const tokenize = template === undefined
+    ? (xs: typeof examples) => ({ ...tokenizeExamples(xs, model.tokenizer, { maxLength: config.maxLength }), droppedTurns: 0 })
+    : templateTokenizer(layoutOf(template, config.methodOptions.codeValues as string[], model.tokenizer), model.tokenizer, config.maxLength);
   const trainSet = tokenize(split.train);
   const validSet = tokenize(split.valid);
   const truncated = trainSet.truncated + validSet.truncated;
   if (truncated > 0) onLog?.(`warning: ${truncated} examples were longer than --max-length ${config.maxLength} and lost tokens from the left of their prompt`);
+  const droppedTurns = trainSet.droppedTurns + validSet.droppedTurns;
+  if (droppedTurns > 0) onLog?.(`warning: ${droppedTurns} earlier chat turns (oldest first) were dropped so rows fit --max-length ${config.maxLength}`);
   const fingerprints: Record<string, string> = { "--data": await fileDigest(data) };
   if (valid !== undefined) fingerprints["--valid"] = await fileDigest(valid);
   if (feedback !== undefined) fingerprints["--feedback"] = await fileDigest(feedback);
@@ -132,14 +144,18 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
     onLog,
   });
   await writeLossCurve(output);
-  return { ...result, output, trainExamples: trainSet.items.length, validExamples: validSet.items.length, truncated };
+  return { ...result, output, trainExamples: trainSet.items.length, validExamples: validSet.items.length, truncated, ...(template === undefined ? {} : { droppedTurns }) };
 }
 
 export interface GenerateOptions {
   model: string;
   adapter?: string;
-  /** One generation per input text. */
+  /** One generation per input text (with a template: each fills {input}). */
   inputs: string[];
+  /** A template file (an adapter trained with a template brings its own). */
+  template?: string;
+  /** A learned control code's value, NAME=value (repeat). */
+  codes?: string[];
   maxNewTokens?: number;
   temperature?: number;
   topK?: number;
@@ -158,6 +174,13 @@ export interface GenerateOptions {
 export async function generateText(options: GenerateOptions): Promise<Generation[]> {
   if (options.inputs.length === 0) fail("usage", "give at least one input text");
   const model = await loadModel(options.model, { quantize: options.quantize });
+  const templated = await templateOf(model, options, options.onWarning);
+  if (templated !== undefined) {
+    // Each input fills {input}; the template's other slots have no value here.
+    const rows = options.inputs.map((text): Example => ({ kind: "prompt", prompt: text, completion: "", fields: { input: text } }));
+    const { maxNewTokens, temperature, topK, topP, repetitionPenalty, stop, seed } = options;
+    return (await generateWithTemplate(model.lm, model.tokenizer, templated, rows, { maxNewTokens, temperature, topK, topP, repetitionPenalty, stop, seed, codes: parseCodeFlags(options.codes) })).generations;
+  }
   const soft = options.adapter === undefined ? undefined : await loadSoftPrompt(options.adapter, model, options.model, options.task);
   soft?.warnings.forEach(warn(options.onWarning));
   // One adapter for every row: a LoRA one runs merged into the weights, with no extra work per token.
@@ -190,6 +213,10 @@ export interface EvalOptions {
   batchSize?: number;
   /** For a multi-task adapter: the task of every example, whose prompt is used. */
   task?: string;
+  /** A template file: each row rendered through it (an adapter trained with a template brings its own). */
+  template?: string;
+  /** A learned control code's value for every row, NAME=value (repeat). */
+  codes?: string[];
   /** Score with int8 or int4 projection weights (inference only); default: float32. */
   quantize?: QuantizeMode;
   /** Warnings (e.g. an adapter whose base model could not be verified); default: Node's warning channel. */
@@ -201,6 +228,26 @@ export interface EvalReport extends TaskEvalResult {
   prompting: "soft" | "none";
   /** The same data with no prompt and with the hard text prompt, side by side. */
   baselines: { none?: TaskEvalResult; text?: TaskEvalResult };
+  /** With a template: earlier chat turns dropped (oldest first) so rows fit. */
+  droppedTurns?: number;
+}
+
+/**
+ * The template a command renders rows through: its adapter's (checked against the model), or a --template
+ * file alone (written text and slots); undefined for neither. A --template that differs from the adapter's is refused.
+ */
+async function templateOf(model: Model, options: { model: string; adapter?: string; template?: string; codes?: string[] }, onWarning?: (message: string) => void): Promise<TemplateAdapter | undefined> {
+  const trained = options.adapter === undefined ? undefined : await loadTemplateAdapter(options.adapter, model.tokenizer);
+  if (trained !== undefined) {
+    checkAdapterFits(trained.adapter!, baseModelOf(model, options.model), options.adapter!).forEach(warn(onWarning));
+    if (options.template !== undefined && readTemplate(options.template).source !== trained.template.source) {
+      fail("usage", `the adapter was trained with another template (kept in ${join(options.adapter!, "adapter_config.json")}); leave out --template to use it`, { file: options.template, field: "--template" });
+    }
+    return trained;
+  }
+  if (options.template !== undefined && options.adapter !== undefined) fail("usage", `${options.adapter} was not trained with a template, so it has no soft spans to place`, { field: "--template" });
+  if (options.template === undefined && (options.codes ?? []).length > 0) fail("usage", "a control code needs a template adapter (trained with {code:NAME})", { field: "--code" });
+  return options.template === undefined ? undefined : plainTemplate(options.template, model.tokenizer);
 }
 
 export async function evaluate(options: EvalOptions): Promise<EvalReport> {
@@ -210,6 +257,12 @@ export async function evaluate(options: EvalOptions): Promise<EvalReport> {
   const run = (p: Prompting) => evaluateTask(model.lm, model.tokenizer, examples, p, options);
   const baselines: EvalReport["baselines"] = {};
   if (options.compareText !== undefined) baselines.text = await run({ kind: "text", text: options.compareText });
+  const templated = await templateOf(model, options, options.onWarning);
+  if (templated !== undefined) {
+    const report = await evaluateTemplate(model.lm, model.tokenizer, examples, templated, { ...options, codes: parseCodeFlags(options.codes) });
+    if (templated.adapter !== undefined) baselines.none = await run({ kind: "none" });
+    return { ...report, prompting: templated.adapter === undefined ? "none" : "soft", baselines };
+  }
   if (options.adapter === undefined) return { ...(await run({ kind: "none" })), prompting: "none", baselines };
   const { adapter, prompt, warnings } = await loadSoftPrompt(options.adapter, model, options.model, task);
   warnings.forEach(warn(options.onWarning));

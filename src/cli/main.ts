@@ -113,7 +113,8 @@ trainCommand.action(async (opts: Record<string, unknown>) => {
   const result = await workflows.train({
     ...trainerSettings,
     ...methodSettings,
-    method: method as string,
+    // --template without --method trains the template method.
+    method: (trainCommand.getOptionValueSource("method") === "default" && methodSettings.template !== undefined ? "template" : method) as string,
     model: model as string,
     data: data as string,
     valid: valid as string | undefined,
@@ -176,6 +177,8 @@ program
   .requiredOption("--input <text>", "input text (repeat for a batch)", list)
   .option("--adapter <dir>", "a PEFT prompt-tuning adapter folder")
   .option("--task <name>", "for a multi-task adapter: the task whose prompt to use")
+  .option("--template <file>", "render each row through this template (an adapter trained with one brings its own)")
+  .option("--code <NAME=value>", "a learned control code's value (repeat)", list)
   .option("--max-new-tokens <n>", "tokens to generate at most", integer("--max-new-tokens", 1), 32)
   .option("--temperature <t>", "0: greedy", number("--temperature"), 0)
   .option("--top-k <k>", "sample from the k most likely tokens (0: all)", integer("--top-k", 0), 0)
@@ -187,7 +190,7 @@ program
   .option("--json", "print one JSON object")
   .action(async (opts) => {
     await warnUnknownTokens(opts.model, (opts.input as string[]).map((text): [string, string] => ["--input", text]));
-    const generations = await workflows.generateText({ ...opts, inputs: opts.input });
+    const generations = await workflows.generateText({ ...opts, inputs: opts.input, codes: opts.code });
     if (opts.json) printJson(generations.length === 1 ? generations[0] : { generations });
     else for (const g of generations) process.stdout.write(`${g.text ?? ""}\n`);
   });
@@ -199,6 +202,8 @@ program
   .requiredOption("--data <file>", "evaluation data (.jsonl or .csv)")
   .option("--adapter <dir>", "a PEFT prompt-tuning adapter folder")
   .option("--task <name>", "for a multi-task adapter: the task whose prompt to use")
+  .option("--template <file>", "render each row through this template (an adapter trained with one brings its own)")
+  .option("--code <NAME=value>", "a learned control code's value (repeat)", list)
   .option("--compare-text <text>", "a hard text prompt to compare with")
   .option("--choice <text>", "classify by scoring these completions (repeat); every answer in --data must be one of them", list)
   .option("--max-length <n>", "longest example in tokens", setting("maxLength", "--max-length"), TASK_EVAL_DEFAULTS.maxLength)
@@ -208,7 +213,7 @@ program
   .action(async (opts) => {
     if (opts.choice !== undefined) await checkAnswersAmongChoices(opts.data, opts.choice);
     await warnUnknownTokens(opts.model, [["--compare-text", opts.compareText]]);
-    const { baselines, ...report } = await workflows.evaluate({ ...opts, choices: opts.choice });
+    const { baselines, ...report } = await workflows.evaluate({ ...opts, choices: opts.choice, codes: opts.code });
     // Without an adapter or --compare-text there is nothing to compare: no empty section.
     const shown = Object.keys(baselines).length > 0 ? { ...report, baselines } : report;
     printView(shown, opts.json, () => evalView({ ...report, baselines }, { choices: opts.choice !== undefined }));
