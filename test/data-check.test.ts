@@ -56,6 +56,14 @@ describe("data check", () => {
     expect(dataCheckView(r)).toContain("1 rows over --max-length 10 would be cut\n  line 7: 20 tokens");
   });
 
+  it("counts preference pairs on both sides and reads CSV negatives as the objectives do", async () => {
+    const pairs = write("pairs.jsonl", [{ prompt: "1 2 = ", chosen: "2 1", rejected: "1 2" }, { prompt: "3 4 = ", completion: "4 3" }]);
+    expect((await dataCheck({ file: pairs })).balance).toEqual({ positives: 2, negatives: 1, pairs: 1, suggestedWeights: { positive: 0.75, negative: 1.5 } });
+    const csv = join(work, "rows.csv");
+    writeFileSync(csv, "prompt,completion,negative\n1 = ,1,false\n2 = ,3,true\n");
+    expect((await dataCheck({ file: csv })).balance).toMatchObject({ positives: 1, negatives: 1 });
+  });
+
   it("near means the same up to case, spacing and punctuation", () => {
     expect(normalize("  Hello,  World!")).toBe(normalize("hello world"));
     expect(normalize("3 1")).not.toBe(normalize("1 3"));

@@ -7,6 +7,7 @@
  */
 import type { Example } from "./example.js";
 import { tokenizeExample, type DataTokenizer } from "./tokenize.js";
+import { rowSignals } from "./signals.js";
 
 export interface LabelCount {
   label: string;
@@ -191,8 +192,9 @@ function lengths(examples: readonly Example[], tokenizer: DataTokenizer, maxLeng
   };
 }
 
-const isNegative = (ex: Example) => ex.fields?.negative === true;
-const isPair = (ex: Example) => ex.fields !== undefined && "chosen" in ex.fields && "rejected" in ex.fields;
+// The signals as the objectives read them (a CSV's "true" included).
+const isNegative = (ex: Example) => rowSignals(ex.fields).negative;
+const isPair = (ex: Example) => rowSignals(ex.fields).pair !== undefined;
 
 function balance(examples: readonly Example[]): Balance {
   const pairs = examples.filter(isPair).length;
