@@ -127,6 +127,8 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   if (droppedTurns > 0) onLog?.(`warning: ${droppedTurns} earlier chat turns (oldest first) were dropped so rows fit --max-length ${config.maxLength}`);
   const fingerprints: Record<string, string> = { "--data": await fileDigest(data) };
   if (valid !== undefined) fingerprints["--valid"] = await fileDigest(valid);
+  // A resume with an edited template would lay the table out anew: the template is fingerprinted like the data.
+  if (template !== undefined) fingerprints["--template"] = await fileDigest(config.methodOptions.template as string);
   if (feedback !== undefined) fingerprints["--feedback"] = await fileDigest(feedback);
   const result = await trainAdapter({
     lm: model.lm,

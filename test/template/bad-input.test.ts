@@ -45,4 +45,13 @@ describe("train --template refuses bad input before writing anything", () => {
     await expect(run).rejects.toThrow(/coded\.jsonl:\d+, field "TASK": the learned code \{code:TASK\} needs a value/);
     expect(existsSync(output)).toBe(false);
   });
+
+  it("a resume after the template was edited is refused (the template is fingerprinted like the data)", async () => {
+    const file = join(dir, "resume.tmpl");
+    const output = join(dir, "resumed");
+    writeFileSync(file, "{soft:2}{input}{answer}");
+    await train({ model: MODEL, data: DATA, valid: DATA, output, template: file, steps: 1 });
+    writeFileSync(file, "{soft:3}{input}{answer}");
+    await expect(train({ model: MODEL, data: DATA, valid: DATA, output, template: file, steps: 2, resume: true })).rejects.toThrow(/--template/);
+  });
 });
