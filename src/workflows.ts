@@ -23,6 +23,7 @@ import { mergeLora } from "./peft/lora/merge.js";
 import { isLoraPrompt } from "./infer/lora.js";
 import type { QuantizeMode } from "./quantize/index.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
+import { objectiveWeightsOf, trainingObjective } from "./objective/combine.js";
 import { layoutOf, readTemplate } from "./peft/template/index.js";
 import { type TemplateAdapter, codeValueSettings, evaluateTemplate, generateWithTemplate, loadTemplateAdapter, parseCodeFlags, plainTemplate, templateTokenizer } from "./template/index.js";
 import { checkData, type DataCheckReport } from "./data/check.js";
@@ -103,7 +104,8 @@ export interface TrainSummary extends TrainResult {
 }
 
 export async function train(options: TrainOptions): Promise<TrainSummary> {
-  const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, feedback, ...settings } = options;
+  const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, feedback, ...withWeights } = options;
+  const [weights, settings] = objectiveWeightsOf(withWeights);
   // --template alone means the template method; the template is read before anything loads or is written.
   const config = parseTrainConfig(settings.template !== undefined && settings.method === undefined ? { ...settings, method: "template" } : settings);
   const template = config.method === "template" ? readTemplate(config.methodOptions.template as string) : undefined;
@@ -112,7 +114,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   const taskField = config.methodOptions.taskField as string | undefined;
   const examples = await readExamples(data, { taskField });
   const split = valid !== undefined ? { train: examples, valid: await readExamples(valid, { taskField }) } : splitTrainValid(examples, { validFraction: config.validFraction, seed: config.seed });
-  if (feedback !== undefined) split.train.push(...(await reviewTrainingRows(feedback, onLog)));
+  if (feedback !== undefined) split.train.push(...(await reviewTrainingRows(feedback, { unlikelihood: weights.unlikelihoodWeight > 0 }, onLog)));
   if (taskField !== undefined) config.methodOptions.tasks = datasetTasks([...split.train, ...split.valid], taskField, config.methodOptions.tasks as string[] | undefined);
   // A template's learned codes take the values the training rows carry, unless given.
   if (template !== undefined) config.methodOptions.codeValues ??= codeValueSettings(template, split.train);
@@ -130,7 +132,10 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   // A resume with an edited template would lay the table out anew: the template is fingerprinted like the data.
   if (template !== undefined) fingerprints["--template"] = await fileDigest(config.methodOptions.template as string);
   if (feedback !== undefined) fingerprints["--feedback"] = await fileDigest(feedback);
+  // Negatives, weights, rewards and pairs (src/objective/combine.ts); pairs are prepared before anything is written.
+  const objective = await trainingObjective({ lm: model.lm, tokenizer: model.tokenizer, weights, maxLength: config.maxLength, examples: [...split.train, ...split.valid], items: [...trainSet.items, ...validSet.items] });
   const result = await trainAdapter({
+    objective,
     lm: model.lm,
     tokenizer: model.tokenizer,
     baseModelName: modelName,

@@ -14,7 +14,8 @@ import { compareView, evalView, inspectView, showView, trainView } from "../repo
 import { compareMethods } from "../compare.js";
 import { printError, printJson, printResult, printUsageError, printView } from "./output.js";
 import { progressReporter } from "./progress.js";
-import { integer, list, number, setting, TRAIN_DEFAULTS, withFlagNames } from "./options.js";
+import { integer, list, number, schemaNumber, setting, TRAIN_DEFAULTS, withFlagNames } from "./options.js";
+import { OBJECTIVE_FLAGS } from "../objective/combine.js";
 import { methodOptions, typedMethodSettings } from "./method-flags.js";
 import { methodByName, registeredMethods } from "../peft/index.js";
 import { DEFAULT_METHOD } from "../train/config.js";
@@ -90,6 +91,7 @@ const trainCommand = program
   .option("--overwrite", "start over in an output folder that holds a run")
   .option("--json", "print one JSON object");
 for (const option of methodOptions()) trainCommand.addOption(option);
+for (const { flag, description, schema } of OBJECTIVE_FLAGS) trainCommand.option(`${flag} <x>`, description, schemaNumber(schema, flag));
 trainCommand.action(async (opts: Record<string, unknown>) => {
   const { model, data, valid, output, resume, overwrite, json, method } = opts;
   // An implication meant for another method (--init-text implies prompt tuning's --init text) is dropped where the chosen method lacks the option.
@@ -110,9 +112,11 @@ trainCommand.action(async (opts: Record<string, unknown>) => {
     progress?.log("stopping after this step and writing a checkpoint (press Ctrl-C again to quit at once)");
   };
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  const objectiveWeights = Object.fromEntries(OBJECTIVE_FLAGS.filter(({ key }) => opts[key] !== undefined).map(({ key }) => [key, opts[key]]));
   const result = await workflows.train({
     ...trainerSettings,
     ...methodSettings,
+    ...objectiveWeights,
     // --template without --method trains the template method.
     method: (trainCommand.getOptionValueSource("method") === "default" && methodSettings.template !== undefined ? "template" : method) as string,
     model: model as string,

@@ -12,14 +12,16 @@
  * loss does not depend on batch size or padding. The reward weighting is reward-weighted regression's
  * exp(r / τ) (Peters & Schaal 2007): always positive, so a low reward learns less, never unlearns.
  */
+import { z } from "zod";
 import type { Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
 import { fail } from "../util/errors.js";
-import { type Batch, type TokenizedExample, makeBatches, rowSignals } from "../data/index.js";
+import { type Batch, type DataTokenizer, type Example, type TokenizedExample, makeBatches, rowSignals } from "../data/index.js";
+import type { CausalLM } from "../models/causal-lm.js";
 import type { Tensor } from "../runtime/session.js";
 import { type LossGraph, type Objective, forwardGraph, lossFeeds } from "./lm.js";
 import { dpoLoss, rowSums, tokenLogp, unlikelihood } from "./terms.js";
-import { type Pairs, rowMatrix } from "./pairs.js";
+import { type Pairs, preparePairs, rowMatrix } from "./pairs.js";
 
 export interface ObjectiveWeights {
   /** The LM cross-entropy of positive rows (default 1). */
@@ -35,6 +37,15 @@ export interface ObjectiveWeights {
 }
 
 export const DEFAULT_WEIGHTS: ObjectiveWeights = { lmWeight: 1, unlikelihoodWeight: 0, dpoWeight: 0, dpoBeta: 0.1, rewardTemperature: 1 };
+
+/** The `train` flags of the weights (each `--flag <x>`), with what each takes. */
+export const OBJECTIVE_FLAGS: readonly { key: keyof ObjectiveWeights; flag: string; description: string; schema: z.ZodNumber }[] = [
+  { key: "lmWeight", flag: "--lm-weight", description: "weight of the LM loss on positive rows (default 1)", schema: z.number().nonnegative() },
+  { key: "unlikelihoodWeight", flag: "--unlikelihood-weight", description: 'weight of the unlikelihood penalty on "negative": true rows and pairs\' rejected completions (default 0)', schema: z.number().nonnegative() },
+  { key: "dpoWeight", flag: "--dpo-weight", description: "weight of DPO on chosen/rejected pairs, the frozen model without the prompt as reference (default 0)", schema: z.number().nonnegative() },
+  { key: "dpoBeta", flag: "--dpo-beta", description: "DPO's β (default 0.1)", schema: z.number().positive() },
+  { key: "rewardTemperature", flag: "--reward-temperature", description: 'τ of the reward weighting e^(reward/τ) of rows with a "reward" (default 1)', schema: z.number().positive() },
+];
 
 /** The weights differ from the plain LM loss's, or the data carries signals the plain loss would ignore. */
 export function needsCombined(weights: ObjectiveWeights): boolean {
@@ -134,4 +145,42 @@ function checkWeights(weights: ObjectiveWeights): void {
   if (weights.dpoBeta <= 0) fail("usage", `DPO's β must be positive, got ${weights.dpoBeta}`, { field: "dpoBeta" });
   if (weights.rewardTemperature <= 0) fail("usage", `the reward temperature must be positive, got ${weights.rewardTemperature}`, { field: "rewardTemperature" });
   if (weights.lmWeight === 0 && weights.unlikelihoodWeight === 0 && weights.dpoWeight === 0) fail("usage", "every term's weight is 0: nothing to train", { field: "lmWeight" });
+}
+
+/** Split the objective's weights (ObjectiveWeights' keys, each optional) from the other training settings. */
+export function objectiveWeightsOf<T extends Record<string, unknown>>(settings: T): [ObjectiveWeights, Omit<T, keyof ObjectiveWeights>] {
+  const weights = { ...DEFAULT_WEIGHTS };
+  const rest: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(settings)) {
+    if (!(key in DEFAULT_WEIGHTS)) rest[key] = value;
+    else if (value !== undefined) weights[key as keyof ObjectiveWeights] = typeof value === "number" ? value : fail("usage", `expected a number, got ${JSON.stringify(value)}`, { field: key });
+  }
+  return [weights, rest as Omit<T, keyof ObjectiveWeights>];
+}
+
+/**
+ * The objective a run's data and weights call for: undefined (the plain LM loss, as before) unless a weight
+ * is set or a row carries a signal (negative, weight, reward), or pairs are to be trained as pairs.
+ * Pairs are prepared here, before anything is written: DPO needs every row to be one.
+ */
+export async function trainingObjective(run: {
+  lm: CausalLM;
+  tokenizer: DataTokenizer;
+  weights: ObjectiveWeights;
+  maxLength: number;
+  /** Every training and validation example, and its tokenized row, index for index. */
+  examples: readonly Example[];
+  items: readonly TokenizedExample[];
+}): Promise<Objective | undefined> {
+  const signalled = run.examples.some(({ fields }) => fields !== undefined && ("negative" in fields || "weight" in fields || "reward" in fields));
+  if (!needsCombined(run.weights) && !signalled) return undefined;
+  checkWeights(run.weights);
+  const { dpoWeight, unlikelihoodWeight } = run.weights;
+  // Without the penalty a negative row would carry no term at all, and a batch of them nothing to learn.
+  const negative = unlikelihoodWeight > 0 ? undefined : run.examples.find((x) => rowSignals(x.fields).negative);
+  if (negative !== undefined) fail("usage", 'the row is "negative" but --unlikelihood-weight is 0: set a weight for the penalty, or leave negative rows out', { ...negative.source, field: "negative" });
+  const pairs = dpoWeight > 0 || unlikelihoodWeight > 0
+    ? await preparePairs(run.examples, run.items, run.tokenizer, { maxLength: run.maxLength, reference: dpoWeight > 0 ? run.lm : undefined, requireAll: dpoWeight > 0 ? "--dpo-weight" : undefined })
+    : undefined;
+  return combinedObjective(run.weights, pairs);
 }

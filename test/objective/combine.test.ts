@@ -9,6 +9,10 @@ import { lmObjective, type Objective } from "../../src/objective/lm.js";
 import { DEFAULT_WEIGHTS, combinedObjective } from "../../src/objective/combine.js";
 import { preparePairs } from "../../src/objective/pairs.js";
 import { SoftpromptError } from "../../src/util/errors.js";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { train } from "../../src/workflows.js";
 
 const MODEL = fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url));
 const ROWS = [
@@ -73,5 +77,23 @@ describe("the combined objective", () => {
     const err = await preparePairs(examples, items, model.tokenizer, { maxLength: 64 }).catch((e: unknown) => e);
     expect((err as SoftpromptError).place).toEqual({ file: "rows.jsonl", line: 6, field: "rejected" });
     expect((err as SoftpromptError).message).toBe('rows.jsonl:6, field "rejected": the rejected completion encodes to no tokens; expected text for the model to learn');
+  });
+
+  it("records its weights in the checkpoint: a resume with other weights is refused, naming the flag", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "softprompt-combined-"));
+    try {
+      const data = join(dir, "d.jsonl");
+      writeFileSync(data, ROWS.map((r) => JSON.stringify(r)).join("\n"));
+      const run = { model: MODEL, data, validFraction: 0, output: join(dir, "out"), steps: 2, batchSize: 2, numVirtualTokens: 2 };
+      await train({ ...run, unlikelihoodWeight: 0.5, dpoWeight: 0 });
+      const err = await train({ ...run, steps: 3, resume: true, unlikelihoodWeight: 0.25 }).catch((e: unknown) => e);
+      expect((err as SoftpromptError).message).toContain("--unlikelihood-weight was 0.5, now 0.25");
+      // Negative rows without the penalty would carry no term: refused before anything is written.
+      const none = await train({ ...run, output: join(dir, "none") }).catch((e: unknown) => e);
+      expect((none as SoftpromptError).message).toBe(`${data}:2, field "negative": the row is "negative" but --unlikelihood-weight is 0: set a weight for the penalty, or leave negative rows out`);
+      expect(existsSync(join(dir, "none"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
