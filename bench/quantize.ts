@@ -1,25 +1,23 @@
 // `npm run bench -- quantize`: weight-only quantisation (--quantize int8|int4) against float32.
-// Speed: greedy decode tokens/s on the GPT-2-small shape (random weights), float32, int8 and int4 side by side in one process.
+// Speed: greedy decode tokens/s on the GPT-2-small shape (random weights), float32, int8 and int4 one after another
+// (each in a process of its own: quantize-child.ts).
 // Quality: on the golden tiny models and examples/models/tiny-tasks, how far each completion token's log-probability,
-// the mean loss and greedy tokens move from float32. Memory: the weights' bytes and this process's peak RSS.
+// the mean loss and greedy tokens move from float32. Memory: each mode's weights' bytes, its final and peak RSS.
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
-import { buildModel } from "../src/models/build.js";
 import type { CausalLM } from "../src/models/causal-lm.js";
 import { loadModel } from "../src/models/index.js";
 import { generate } from "../src/infer/generate.js";
 import { scoreCompletions } from "../src/infer/score.js";
-import { type QuantizeMode, QuantizedWeights, quantizeModel } from "../src/quantize/index.js";
+import { type QuantizeMode, quantizeModel } from "../src/quantize/index.js";
 import { Rng } from "../src/util/rng.js";
-import { peakRssMb, randomWeights, shapeConfig } from "./common.js";
 
 const MODES: (QuantizeMode | "float32")[] = ["float32", "int8", "int4"];
 const GOLDEN = ["gpt2", "llama", "qwen2"].map((arch) => fileURLToPath(new URL(`../test/fixtures/golden/${arch}/model/`, import.meta.url)));
 const TINY_TASKS = fileURLToPath(new URL("../examples/models/tiny-tasks/", import.meta.url));
 const TASK_DATA = ["copy", "reverse", "sort", "increment"].map((t) => fileURLToPath(new URL(`../examples/data/${t}.valid.jsonl`, import.meta.url)));
-
-const withMode = (lm: CausalLM, mode: QuantizeMode | "float32") => (mode === "float32" ? lm : quantizeModel(lm, mode));
 
 /** Greedy continuations of `inputs`, `newTokens` each (no EOS stop, so every row runs its full length). */
 export async function greedyTokens(lm: CausalLM, inputs: number[][], newTokens: number): Promise<number[][]> {
@@ -83,30 +81,11 @@ async function quality() {
   return out;
 }
 
-/** Decode tokens/s of one model: `rows` rows, a 32-token prefill, then `steps` greedy steps (the prefill's time left out). */
-async function decodeSpeed(lm: CausalLM, rows: number, steps: number) {
-  const rng = new Rng(9);
-  const inputs = Array.from({ length: rows }, () => Array.from({ length: 32 }, () => rng.int(lm.config.vocabSize)));
-  await greedyTokens(lm, inputs, 2); // compiles prefill and step
-  const t0 = performance.now();
-  await greedyTokens(lm, inputs, 1);
-  const prefill = (performance.now() - t0) / 1000;
-  const t1 = performance.now();
-  await greedyTokens(lm, inputs, steps + 1);
-  const seconds = (performance.now() - t1) / 1000 - prefill;
-  return { tokens_per_s: (rows * steps) / seconds };
-}
-
 export async function benchQuantize() {
-  const config = shapeConfig("gpt2-small");
-  const float = buildModel(config, randomWeights(config));
-  const speed: Record<string, object> = {};
-  for (const rows of [1, 8]) {
-    for (const mode of MODES) {
-      const lm = withMode(float, mode);
-      const bytes = lm.weights instanceof QuantizedWeights ? lm.weights.bytes() : { quantized: 0, float32: float.weights.names().reduce((s, n) => s + float.weights.tensor(n).data.byteLength, 0) };
-      speed[`${mode} batch ${rows}`] = { ...(await decodeSpeed(lm, rows, 16)), weights_mb: (bytes.quantized + bytes.float32) / 2 ** 20, quantized_mb: bytes.quantized / 2 ** 20 };
-    }
-  }
-  return { shape: "gpt2-small", decode: speed, quality: await quality(), peak_rss_mb: peakRssMb(), load_average: loadavg() };
+  // Each mode in a process of its own, one after another, so that memory numbers do not mix.
+  const child = fileURLToPath(new URL("./quantize-child.ts", import.meta.url));
+  const decode = Object.fromEntries(
+    MODES.map((mode) => [mode, JSON.parse(execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", child, mode], { encoding: "utf8" })) as object]),
+  );
+  return { shape: "gpt2-small", decode, quality: await quality(), load_average: loadavg() };
 }

@@ -1,15 +1,19 @@
 // Weight-only quantisation (--quantize int8|int4): the packing round trip, ORT's MatMulNBits against the
 // dequantised weight, quantised tiny models against float32 (log-probabilities, greedy tokens), and the
-// refusals: training through a quantised weight, a LoRA adapter on a quantised model, a bad mode, --quantize on train.
+// refusals: training through a quantised weight, a LoRA adapter on a quantised model, a bad mode, --quantize on train;
+// and a server started with quantize answering as the quantised library does.
 import { describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as o from "../src/graph/ops.js";
 import { grad } from "../src/graph/autodiff.js";
 import { Program } from "../src/runtime/session.js";
 import { loadModel } from "../src/models/index.js";
 import { generateText } from "../src/workflows.js";
+import { startServer } from "../src/serve/index.js";
 import { BLOCK_SIZE, QuantizedWeights, dequantizeMatrix, parseQuantizeMode, quantizeMatrix, quantizeModel } from "../src/quantize/index.js";
 import { scoreCompletions } from "../src/infer/score.js";
 import { generate } from "../src/infer/generate.js";
@@ -155,13 +159,35 @@ describe("bad input", () => {
     expect(lm.weights.get("model.embed_tokens.weight").dtype).toBe("float32");
   });
 
-  it("refuses --quantize on train, saying why", async () => {
-    const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
-      execFile(process.execPath, [BIN, "train", "--model", modelDir("gpt2"), "--data", "x.jsonl", "--output", "out", "--quantize", "int8"], { encoding: "utf8" }, (err, _out, stderr) =>
-        resolve({ code: (err as { code?: number } | null)?.code ?? 0, stderr }),
-      ),
-    );
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain("option '--quantize <mode>' argument 'int8' is invalid. quantised weights are for inference only (generate, eval, serve): training needs the float32 model");
+  it("refuses --quantize on train, saying why, and an unknown mode on generate", async () => {
+    const cli = (args: string[]) =>
+      new Promise<{ code: number; stderr: string }>((resolve) =>
+        execFile(process.execPath, [BIN, ...args], { encoding: "utf8" }, (err, _out, stderr) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, stderr })),
+      );
+    const [train, generate] = await Promise.all([
+      cli(["train", "--model", modelDir("gpt2"), "--data", "x.jsonl", "--output", "out", "--quantize", "int8"]),
+      cli(["generate", "--model", modelDir("gpt2"), "--input", "hi", "--quantize", "int3"]),
+    ]);
+    expect(train.code).toBe(2);
+    expect(train.stderr).toContain("option '--quantize <mode>' argument 'int8' is invalid. quantised weights are for inference only (generate, eval, serve): training needs the float32 model");
+    expect(generate.code).toBe(2);
+    expect(generate.stderr).toContain("option '--quantize <mode>' argument 'int3' is invalid. Allowed choices are int8, int4.");
+  });
+});
+
+describe("serving a quantised model", () => {
+  it("answers a completion with the quantised library's own greedy tokens", async () => {
+    const registry = mkdtempSync(join(tmpdir(), "quantize-serve-"));
+    const server = await startServer({ model: TINY_TASKS, adapters: registry, quantize: "int4", rescanMs: 0, log: () => {} });
+    try {
+      const res = await fetch(`${server.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "tiny-tasks", prompt: "3 1 4 = ", max_tokens: 4, temperature: 0 }) });
+      expect(res.status).toBe(200);
+      const text = ((await res.json()) as { choices: { text: string }[] }).choices[0].text;
+      const [expected] = await generateText({ model: TINY_TASKS, inputs: ["3 1 4 = "], maxNewTokens: 4, quantize: "int4" });
+      expect(text).toBe(expected.text);
+    } finally {
+      await server.close();
+      rmSync(registry, { recursive: true, force: true });
+    }
   });
 });
