@@ -4,6 +4,7 @@
  * here on the training set, or given), each with exact match and loss on the same held-out rows, 95%
  * bootstrap intervals (seeded; the same resamples for every way, so differences are paired), and what
  * each costs at inference: positions prefilled per request and the measured prefill time per request.
+ * A template that mixes written text and soft spans is trained and measured the same way when given.
  * Writes the report as JSON and as one self-contained HTML page (src/report/compare-prompts.ts).
  */
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { LossEvaluator } from "./eval/loss.js";
 import { prefillSecondsPerRequest } from "./distill/agreement.js";
 import type { Adapter } from "./peft/adapter.js";
 import { loadSoftPrompt, train } from "./workflows.js";
+import { generateWithTemplate, loadTemplateAdapter, renderPrompt, renderRows, type TemplateAdapter } from "./template/index.js";
 import { comparePromptsHtml } from "./report/compare-prompts.js";
 
 export const REPORT_HTML = "report.html";
@@ -48,6 +50,8 @@ export interface ComparePromptsOptions {
   shots?: number;
   /** A trained soft prompt to compare instead of training one. */
   adapter?: string;
+  /** A template mixing written text and soft spans (README: Templates), trained here on --data; without it, that row is left out. */
+  template?: string;
   /** Settings for the soft prompt trained here. */
   soft?: Partial<SoftSettings>;
   seed?: number;
@@ -72,7 +76,7 @@ export interface WayResult {
   loss: Interval;
   /** Positions prefilled per request, virtual tokens included (mean over the held-out inputs). */
   tokensPerRequest: number;
-  /** Measured: every held-out request in one batch, one new token, median of 5, over the request count. */
+  /** Measured: every held-out request in one batch, one new token, median of 5, over the request count (a template's: its written text embedded in each run too). */
   prefillMsPerRequest: number;
 }
 
@@ -94,7 +98,7 @@ export interface ComparePromptsReport {
   ways: WayResult[];
   /** Ways not measured, and why. */
   leftOut: { name: string; reason: string }[];
-  /** Each way against the one before it (in the order none, hard, k-shot, soft). */
+  /** Each way against the one before it (in the order none, hard, k-shot, soft, template). */
   differences: Difference[];
   /** Whether no prompt < hard prompt < soft prompt holds in exact match with 95% confidence, said plainly. */
   verdict: string;
@@ -110,6 +114,7 @@ interface Way {
   /** The text before each input. */
   before: string;
   soft?: { adapter: Adapter; prompt: AdapterPrompt; numVirtual: number };
+  template?: TemplateAdapter;
 }
 
 export async function comparePrompts(options: ComparePromptsOptions): Promise<ComparePromptsReport> {
@@ -137,7 +142,8 @@ export async function comparePrompts(options: ComparePromptsOptions): Promise<Co
   ways.push({ name: "soft prompt", description: "", before: "", soft: await softPrompt(options, model, log) });
   const soft = ways[ways.length - 1];
   soft.description = `${soft.soft!.numVirtual} learned vectors${options.adapter === undefined ? " trained on --data" : ` from ${options.adapter}`}`;
-  leftOut.push({ name: "mixed template", reason: "no template method in this build yet: src/template has only the template language's parser" });
+  if (options.template !== undefined) ways.push({ name: "mixed template", description: `${options.template} trained on --data`, before: "", template: await trainTemplate(options, model, log) });
+  else leftOut.push({ name: "mixed template", reason: "no --template given" });
 
   // The same resamples of the held-out rows for every way, so differences between ways are paired.
   const rng = new Rng(seed);
@@ -149,14 +155,12 @@ export async function comparePrompts(options: ComparePromptsOptions): Promise<Co
   }
   const results: WayResult[] = [];
   for (const { way, correct, nll, tokens } of scored) {
-    const requests = valid.map((ex) => ({ inputIds: model.tokenizer.encode(way.before + ex.prompt, { addSpecialTokens: true }), prompt: way.soft?.prompt }));
     results.push({
       name: way.name,
       description: way.description,
       exactMatch: bootstrap(draws, (idx) => mean(idx.map((i) => correct[i]))),
       loss: bootstrap(draws, (idx) => sum(idx.map((i) => nll[i])) / sum(idx.map((i) => tokens[i]))),
-      tokensPerRequest: mean(requests.map((r) => r.inputIds.length)) + (way.soft?.numVirtual ?? 0),
-      prefillMsPerRequest: 1000 * (await prefillSecondsPerRequest(model.lm, model.tokenizer, requests)),
+      ...(await cost(model, valid, way)),
     });
   }
   const differences = scored.slice(1).map((b, i) => paired(draws, scored[i], b));
@@ -202,17 +206,27 @@ async function softPrompt(options: ComparePromptsOptions, model: Model, log: (li
   return { adapter: loaded.adapter, prompt: loaded.prompt, numVirtual: loaded.numVirtual };
 }
 
+async function trainTemplate(options: ComparePromptsOptions, model: Model, log: (line: string) => void): Promise<TemplateAdapter> {
+  const dir = join(options.output, "template");
+  const { steps, lr, batchSize } = { ...SOFT_DEFAULTS, ...options.soft };
+  log(`training the template ${options.template} (${steps} steps) → ${dir}`);
+  await train({ steps, lr, batchSize, template: options.template, seed: options.seed ?? 0, model: options.model, data: options.data, valid: options.valid, output: dir, overwrite: true, onLog: log });
+  return (await loadTemplateAdapter(dir, model.tokenizer))!;
+}
+
 /** Per held-out row: exact match (1 or 0) of the greedy answer, the answer tokens' summed NLL and their count. */
 async function score(model: Model, valid: readonly TaskExample[], way: Way): Promise<{ correct: number[]; nll: number[]; tokens: number[] }> {
   const { lm, tokenizer } = model;
   const rows = valid.map((ex) => ({ ...ex, prompt: way.before + ex.prompt }));
-  const evaluator = await LossEvaluator.create(lm, way.soft?.adapter);
+  const adapter = way.template?.adapter ?? way.soft?.adapter;
+  const maxLength = lm.config.maxPositions - (way.soft?.numVirtual ?? 0);
+  const items = way.template === undefined ? rows.map((row) => tokenizeExample(row, tokenizer, { maxLength })) : renderRows(way.template, rows, tokenizer, { maxLength }).items;
+  const evaluator = await LossEvaluator.create(lm, adapter);
   const nll: number[] = [];
   const tokens: number[] = [];
-  for (const row of rows) {
+  for (const item of items) {
     // One row per batch: each row's own loss, for the bootstrap.
-    const item = tokenizeExample(row, tokenizer, { maxLength: lm.config.maxPositions - (way.soft?.numVirtual ?? 0) });
-    const r = await evaluator.evaluate(makeBatches([item], { batchSize: 1, padTokenId: paddingId(tokenizer), padSide: "right" }), way.soft?.adapter.params);
+    const r = await evaluator.evaluate(makeBatches([item], { batchSize: 1, padTokenId: paddingId(tokenizer), padSide: "right" }), adapter?.params);
     nll.push(r.loss * r.tokens);
     tokens.push(r.tokens);
   }
@@ -220,14 +234,37 @@ async function score(model: Model, valid: readonly TaskExample[], way: Way): Pro
   const batchSize = 16;
   for (let i = 0; i < rows.length; i += batchSize) {
     const chunk = rows.slice(i, i + batchSize);
-    const out = await generate(
-      lm,
-      tokenizer,
-      chunk.map((ex) => ({ text: ex.prompt, prompt: way.soft?.prompt, maxNewTokens: tokenizer.encode(ex.completion, { addSpecialTokens: false }).length + 4 })),
-    );
+    const maxNewTokens = Math.max(...chunk.map((ex) => tokenizer.encode(ex.completion, { addSpecialTokens: false }).length + 4));
+    const out = way.template === undefined
+      ? await generate(lm, tokenizer, chunk.map((ex) => ({ text: ex.prompt, prompt: way.soft?.prompt, maxNewTokens })))
+      : (await generateWithTemplate(lm, tokenizer, way.template, chunk, { maxNewTokens })).generations;
     out.forEach((g, k) => correct.push((g.text ?? "").trim() === chunk[k].completion.trim() ? 1 : 0));
   }
   return { correct, nll, tokens };
+}
+
+/** Positions prefilled per request and the measured prefill time per request. */
+async function cost(model: Model, valid: readonly TaskExample[], way: Way): Promise<Pick<WayResult, "tokensPerRequest" | "prefillMsPerRequest">> {
+  const { lm, tokenizer } = model;
+  if (way.template !== undefined) {
+    const t = way.template;
+    const positions = valid.map((ex) => renderPrompt(t.template, t.layout, ex, tokenizer, { maxLength: lm.config.maxPositions }).inputIds.length);
+    // Each row's input is its own prompt (embeddings), so nothing is cached between runs: time whole one-token generations.
+    const run = () => generateWithTemplate(lm, tokenizer, t, valid, { maxNewTokens: 1 });
+    await run();
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      await run();
+      times.push(performance.now() - started);
+    }
+    return { tokensPerRequest: mean(positions), prefillMsPerRequest: times.sort((a, b) => a - b)[2] / valid.length };
+  }
+  const requests = valid.map((ex) => ({ inputIds: tokenizer.encode(way.before + ex.prompt, { addSpecialTokens: true }), prompt: way.soft?.prompt }));
+  return {
+    tokensPerRequest: mean(requests.map((r) => r.inputIds.length)) + (way.soft?.numVirtual ?? 0),
+    prefillMsPerRequest: 1000 * (await prefillSecondsPerRequest(lm, tokenizer, requests)),
+  };
 }
 
 /** The statistic on the whole set, and the 2.5th and 97.5th percentiles over the resamples. */

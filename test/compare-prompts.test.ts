@@ -21,40 +21,44 @@ const work = mkdtempSync(join(tmpdir(), "softprompt-compare-prompts-"));
 const valid = join(work, "valid.jsonl");
 // 20 held-out rows keep the test fast; the README's run uses all 100.
 writeFileSync(valid, readFileSync(fileURLToPath(new URL("../examples/data/reverse.valid.jsonl", import.meta.url)), "utf8").split("\n").slice(0, 20).join("\n") + "\n");
+const template = join(work, "mixed.tmpl");
+writeFileSync(template, "{soft:4}reverse: {input}{answer}");
 let report: ComparePromptsReport;
 
 beforeAll(async () => {
-  report = await comparePrompts({ model: MODEL, data: TRAIN, valid, output: join(work, "out"), instruction: "reverse: ", shots: 2, soft: { steps: 100, numVirtualTokens: 8 } });
+  report = await comparePrompts({ model: MODEL, data: TRAIN, valid, output: join(work, "out"), instruction: "reverse: ", shots: 2, template, soft: { steps: 100, numVirtualTokens: 8 } });
 }, 120_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe("compare-prompts", () => {
   it("measures each way on the same rows, with intervals around each value", () => {
-    expect(report.ways.map((w) => w.name)).toEqual(["no prompt", "hard prompt", "2-shot", "soft prompt"]);
+    expect(report.ways.map((w) => w.name)).toEqual(["no prompt", "hard prompt", "2-shot", "soft prompt", "mixed template"]);
     expect(report.examples).toBe(20);
     for (const w of report.ways) {
       for (const i of [w.exactMatch, w.loss]) expect(i.low <= i.value && i.value <= i.high).toBe(true);
       expect(w.prefillMsPerRequest).toBeGreaterThan(0);
     }
     // The model knows the tag: the hard prompt answers every row, the bare model few.
-    const [none, hard, shots, soft] = report.ways;
+    const [none, hard, shots, soft, mixed] = report.ways;
     expect(hard.exactMatch.value).toBe(1);
     expect(none.exactMatch.value).toBeLessThan(0.5);
     // Tokens per request: the tag is one token; 8 virtual tokens; two shots of about 14 tokens each.
     expect(hard.tokensPerRequest).toBeCloseTo(none.tokensPerRequest + 1, 9);
     expect(soft.tokensPerRequest).toBeCloseTo(none.tokensPerRequest + 8, 9);
     expect(shots.tokensPerRequest).toBeGreaterThan(hard.tokensPerRequest + 10);
-    expect(report.differences.map((d) => [d.worse, d.better])).toEqual([["no prompt", "hard prompt"], ["hard prompt", "2-shot"], ["2-shot", "soft prompt"]]);
+    // The template: 4 soft vectors, the tag and the input (no BOS in this tokenizer).
+    expect(mixed.tokensPerRequest).toBeCloseTo(hard.tokensPerRequest + 4, 9);
+    expect(report.differences.map((d) => [d.worse, d.better])).toEqual([["no prompt", "hard prompt"], ["hard prompt", "2-shot"], ["2-shot", "soft prompt"], ["soft prompt", "mixed template"]]);
     expect(report.differences[0].exactMatch.low).toBeGreaterThan(0);
     expect(report.verdict).toMatch(/^no prompt < hard prompt < soft prompt at 95% confidence — exact match: (holds|does not hold) \(hard prompt − no prompt /);
-    expect(report.leftOut.map((l) => l.name)).toEqual(["mixed template"]);
+    expect(report.leftOut).toEqual([]);
   });
 
   it("writes the same report as JSON, and prints an aligned table", () => {
     expect(JSON.parse(readFileSync(report.json, "utf8"))).toEqual(report);
     const text = comparePromptsView(report);
-    expect(text).toContain("hard prompt       100.0%  [100.0%, 100.0%]");
-    expect(text).toContain(`left out: mixed template (`);
+    expect(text).toMatch(/\nhard prompt {10}100\.0% {2}\[100\.0%, 100\.0%\]/);
+    expect(text).toContain("mixed template ");
   });
 
   it("bootstraps with a seed: the same draws give the same interval, a constant gives no width", () => {

@@ -17,6 +17,7 @@ export function addComparePromptsCommands(program: Command): void {
     .option("--instruction <text>", "the hard prompt before each input (and each shot)")
     .option("--shots <k>", "training rows shown before each input (0: leave k-shot out)", integer("--shots", 0), 3)
     .option("--adapter <dir>", "a trained soft prompt to compare instead of training one")
+    .option("--template <file>", "a template mixing written text and soft spans (README: Templates), trained on --data like the soft prompt")
     .option("--steps <n>", "the soft prompt's training steps", setting("steps", "--steps"), SOFT_DEFAULTS.steps)
     .option("--num-virtual-tokens <n>", "the soft prompt's vectors", integer("--num-virtual-tokens", 1), SOFT_DEFAULTS.numVirtualTokens)
     .option("--lr <rate>", "the soft prompt's learning rate", number("--lr"), SOFT_DEFAULTS.lr)
@@ -26,7 +27,7 @@ export function addComparePromptsCommands(program: Command): void {
     .action(async (opts) => {
       await warnUnknownTokens(opts.model, [["--instruction", opts.instruction]]);
       const report = await comparePrompts({
-        model: opts.model, data: opts.data, valid: opts.valid, output: opts.output, instruction: opts.instruction, shots: opts.shots, adapter: opts.adapter,
+        model: opts.model, data: opts.data, valid: opts.valid, output: opts.output, instruction: opts.instruction, shots: opts.shots, adapter: opts.adapter, template: opts.template,
         soft: { steps: opts.steps, numVirtualTokens: opts.numVirtualTokens, lr: opts.lr }, resamples: opts.resamples, seed: opts.seed,
         onLog: (line) => process.stderr.write(line + "\n"),
       });
