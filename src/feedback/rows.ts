@@ -36,16 +36,17 @@ export function feedbackRows(items: readonly ReviewItem[], file: string): Feedba
 }
 
 /**
- * The training rows of a review file for `train --feedback`. Negatives need an objective that makes a
- * completion less likely; the LM loss would learn them as answers, so until one is there they are left
- * out and counted in the log, never trained as positives.
+ * The training rows of a review file for `train --feedback`. Negatives are trained only with the
+ * unlikelihood penalty on (`--unlikelihood-weight`): without it nothing would make them less likely,
+ * so they are left out and counted in the log, never trained as positives.
  */
-export async function reviewTrainingRows(path: string, onLog?: (line: string) => void): Promise<Example[]> {
+export async function reviewTrainingRows(path: string, { unlikelihood }: { unlikelihood: boolean }, onLog?: (line: string) => void): Promise<Example[]> {
   const rows = feedbackRows(await readReview(path), path);
   if (rows.positives.length + rows.negatives.length === 0) fail("data", "no reviewed answers yet: mark some \"good\" or \"bad\" first (softprompt annotate --interactive)", { file: path, field: "verdict" });
   const notes = [`${rows.positives.length} positive rows from the review`];
+  if (unlikelihood) notes.push(`${rows.negatives.length} negative rows (bad answers, made less likely)`);
+  else if (rows.negatives.length > 0) notes.push(`${rows.negatives.length} bad answers (negatives) are left out: set --unlikelihood-weight to train them`);
   if (rows.pending > 0) notes.push(`${rows.pending} answers not reviewed yet are left out`);
-  if (rows.negatives.length > 0) notes.push(`${rows.negatives.length} bad answers (negatives) are left out: the trainer has no unlikelihood objective yet, and the LM loss would learn them as answers`);
   onLog?.(`--feedback ${path}: ${notes.join("; ")}`);
-  return rows.positives;
+  return unlikelihood ? [...rows.positives, ...rows.negatives] : rows.positives;
 }

@@ -1,7 +1,7 @@
 // annotate → review (in the file or interactively) → train --feedback, on the tiny example model:
 // answers are the model's own, resumes keep verdicts and answer only what is missing, a review whose
 // inputs no longer match the data is refused naming the file, line and field, and nothing half-written
-// is left behind. Negatives are never trained as positives.
+// is left behind. Negatives are never trained as positives: they need --unlikelihood-weight, else they are counted and left out.
 import { describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -88,15 +88,19 @@ describe("annotate and train --feedback", () => {
     expect(rows.pending).toBe(1);
   });
 
-  it("train --feedback adds the positives, leaves negatives out with a count, and fingerprints the review", async () => {
+  it("train --feedback adds the positives, and the negatives only with the unlikelihood penalty (else counted and left out); the review is fingerprinted", async () => {
     const trainData = join(work, "train.jsonl");
     writeFileSync(trainData, ["1 2 = ", "5 4 = "].map((p) => JSON.stringify({ prompt: p, completion: p.slice(0, 3).split(" ").reverse().join(" ") })).join("\n") + "\n");
     const logs: string[] = [];
     const out = join(work, "run");
     const r = await train({ model: MODEL, data: trainData, valid: trainData, feedback: review, output: out, steps: 2, numVirtualTokens: 2, onLog: (l) => logs.push(l) });
     expect(r.trainExamples).toBe(2 + 2);
-    expect(logs.join("\n")).toContain(`--feedback ${review}: 2 positive rows from the review; 1 answers not reviewed yet are left out; 2 bad answers (negatives) are left out`);
+    expect(logs.join("\n")).toContain(`--feedback ${review}: 2 positive rows from the review; 2 bad answers (negatives) are left out: set --unlikelihood-weight to train them; 1 answers not reviewed yet are left out`);
     expect(Object.keys((await show(out)).dataFingerprints ?? {})).toContain("--feedback");
+    // With the penalty on, the bad answers are trained as negatives too.
+    const withNegatives = await train({ model: MODEL, data: trainData, valid: trainData, feedback: review, output: join(work, "run-negatives"), steps: 2, numVirtualTokens: 2, unlikelihoodWeight: 1, onLog: (l) => logs.push(l) });
+    expect(withNegatives.trainExamples).toBe(2 + 2 + 2);
+    expect(logs.join("\n")).toContain("2 negative rows (bad answers, made less likely)");
     const unreviewed = join(work, "unreviewed.jsonl");
     await writeReview(unreviewed, read().map((it) => ({ ...it, verdict: "", correction: null })));
     await expect(train({ model: MODEL, data: trainData, feedback: unreviewed, output: join(work, "run2"), steps: 1 })).rejects.toThrow(`${unreviewed}, field "verdict": no reviewed answers yet`);
