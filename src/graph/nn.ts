@@ -179,15 +179,20 @@ export function attention(q: Value, k: Value, v: Value, mask: AttentionMask, sca
   const rows = groups === 1 ? q : o.reshape(q, [0, kvHeads, -1, hd]); // [B, Hkv, G·Tq, hd]
   const pastLength = past?.key.shape[2] ?? 0;
   if (typeof pastLength !== "number") return shapeError("attention", `a held past needs a fixed length, got ${formatShape(past!.key.shape)}`);
-  // With a past held apart: the scores of [past, new] keys joined (small), never the keys themselves.
+  // With a past held apart: the scores of [past, new] keys joined (small), never the keys themselves. One
+  // new key (a decode step) is a broadcast product, not a batch of B·Hkv one-column matmuls.
+  const oneKey = past !== undefined && k.shape[2] === 1;
   const product = (keys: Value) => o.matmul(rows, keys, { transB: true, alpha: scale });
-  const raw = past === undefined ? product(k) : o.concat([product(past.key), product(k)], -1); // [B, Hkv, G·Tq, Tk]
+  const newScores = oneKey ? o.mul(o.reduceSum(o.mul(rows, k), [3], true), scale) : product(k);
+  const raw = past === undefined ? product(k) : o.concat([product(past.key), newScores], -1); // [B, Hkv, G·Tq, Tk]
   const scores = o.add(cap === undefined ? raw : softcap(raw, cap), mask.bias(groups, q.dtype)); // logits capped before the mask, as Gemma 2
   const weights = o.softmax(scores, -1);
-  const out =
-    past === undefined
-      ? o.matmul(weights, v)
-      : o.add(o.matmul(o.slice(weights, -1, 0, pastLength), past.value), o.matmul(o.slice(weights, -1, pastLength, Number.MAX_SAFE_INTEGER), v)); // [B, Hkv, G·Tq, hd]
+  let out: Value; // [B, Hkv, G·Tq, hd]
+  if (past === undefined) out = o.matmul(weights, v);
+  else {
+    const newWeights = o.slice(weights, -1, pastLength, Number.MAX_SAFE_INTEGER);
+    out = o.add(o.matmul(o.slice(weights, -1, 0, pastLength), past.value), oneKey ? o.mul(newWeights, v) : o.matmul(newWeights, v));
+  }
   return groups === 1 ? out : o.reshape(out, [0, heads, -1, hd]);
 }
 
