@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { evaluate, generateText, train } from "../../src/workflows.js";
+import { evaluate, generateText, inspect, train } from "../../src/workflows.js";
 import { type Model, loadModel } from "../../src/models/index.js";
 import { readExamples } from "../../src/data/index.js";
 import { evaluateTemplate, loadTemplateAdapter, type TemplateAdapter } from "../../src/template/index.js";
@@ -62,5 +62,7 @@ describe("a learned control code", () => {
     await expect(generateText({ model: MODEL, adapter: output, inputs: ["3 1 4 = "] })).rejects.toThrow(/field "TASK": the learned code \{code:TASK\} needs a value.*--code TASK=VALUE/);
     await expect(generateText({ model: MODEL, adapter: output, inputs: ["3 1 4 = "], codes: ["TASK"] })).rejects.toThrow(/field "--code": expected NAME=value, got "TASK"/);
     await expect(evaluate({ model: MODEL, data: data("sort.valid"), codes: ["TASK=sort"] })).rejects.toThrow(/field "--code": a control code needs a template adapter/);
+    // What loads adapters as plain prompts (inspect, serve, export) refuses a template adapter by name.
+    await expect(inspect({ model: MODEL, adapter: output })).rejects.toThrow(/a template adapter places its vectors among the tokens/);
   });
 });

@@ -80,11 +80,13 @@ describe("a mixed template", () => {
 });
 
 describe("{soft:N}{input}{answer} is prompt tuning", () => {
-  it("is saved as PROMPT_TUNING; its rows are the span then the prompt/completion tokens; the same loss as prompt tuning", async () => {
+  it("is PEFT's layout (saved as PROMPT_TUNING); its rows are the span then the prompt/completion tokens; the same loss as prompt tuning", async () => {
     const template = parseTemplate("{soft:4}{input}{answer}");
     expect(isPromptTuning(template)).toBe(true);
     expect(isPromptTuning(parseTemplate("{input}{soft:4}= {answer}"))).toBe(false);
     expect(isPromptTuning(parseTemplate("{soft:4}{code:T}{input}{answer}"))).toBe(false);
+    expect(isPromptTuning(parseTemplate('{soft:p:"copy"}{input}{answer}'))).toBe(true);
+    expect(isPromptTuning(parseTemplate("{soft:4}Review: {input}{answer}"))).toBe(false); // PEFT would not add the text
     const layout = tableLayout(template, encode, new Map());
     const { items } = renderRows({ template, layout }, rows, model.tokenizer, { maxLength: 64 });
     const plain = tokenizeExamples(rows, model.tokenizer, { maxLength: 64 }).items;

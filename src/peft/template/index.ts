@@ -95,10 +95,13 @@ export function layoutOf(template: Template, codeValues: readonly string[] | und
   return { template, layout: tableLayout(template, (text) => tokenizer.encode(text, { addSpecialTokens: false }), values) };
 }
 
-/** One soft span before everything else, and nothing else learned: PEFT's prompt tuning. */
+/**
+ * `{soft:N}{input}{answer}` (or a named or word-started span): PEFT's prompt tuning exactly, so anything that
+ * loads prompt tuning (PEFT, our server, export) sees the same rows. Written text anywhere would be lost there.
+ */
 export function isPromptTuning(template: Template): boolean {
-  const soft = template.segments.filter((s) => s.kind === "soft" || s.kind === "code");
-  return soft.length === 1 && soft[0].kind === "soft" && template.segments[0] === soft[0];
+  const [soft, input, answer, ...rest] = template.segments;
+  return rest.length === 0 && soft?.kind === "soft" && input?.kind === "slot" && input.name === "input" && answer?.kind === "answer";
 }
 
 /** Each block from its words' embeddings, or sampled vocabulary (as prompt tuning's default), each with its own draw. */
