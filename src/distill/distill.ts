@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { fail } from "../util/errors.js";
 import { writeFileAtomic } from "../util/fs.js";
 import { type Model, loadModel } from "../models/index.js";
-import { type Example, readExamples, splitTrainValid } from "../data/index.js";
+import { type Example, type TokenizedExample, readExamples, splitTrainValid, tokenizeExample } from "../data/index.js";
 import { ADAPTER_WEIGHTS, baseFingerprint } from "../peft/adapter.js";
 import { parseTrainConfig } from "../train/config.js";
 import { CHECKPOINT, kebabFlag, trainAdapter, type TrainEvent } from "../train/trainer.js";
@@ -27,12 +27,13 @@ import { loadSoftPrompt } from "../workflows.js";
 import { type KeyFlags, type TeacherKey, inputsDigest, optionName, keyDigest, readTeacherCache, writeTeacherCache } from "./cache.js";
 import { type TeacherSettings, type TeacherTargets, type TeacherWork, teacherTargets } from "./teacher.js";
 import { distillExample, klObjective } from "./objective.js";
+import { pooledPrompt } from "./pooled.js";
 import { type Agreement, agreementWith, prefillSecondsPerRequest } from "./agreement.js";
 import { type DistillRecord, DISTILL_RECORD, writeAgreementChart } from "./report.js";
 
 export const INTO = ["prompt", "prefix"] as const;
 export type Into = (typeof INTO)[number];
-export const DISTILL_INITS = ["text", "vocab"] as const;
+export const DISTILL_INITS = ["text", "pooled", "vocab"] as const;
 
 export interface DistillOptions {
   model: string;
@@ -48,12 +49,14 @@ export interface DistillOptions {
   sweep?: number[];
   /** "prompt": K vectors before the input embeddings; "prefix": K keys/values per layer (a Cartridge). */
   into?: Into;
-  /** "text": start from the hard prompt (its first K token embeddings; a prefix: their prefill's keys/values); "vocab": sampled vocabulary (a prefix: N(0, 1)). */
+  /** "text": start from the hard prompt (its first K token embeddings; a prefix: their prefill's keys/values); "pooled": the means of its K segments' embeddings (a prompt only); "vocab": sampled vocabulary (a prefix: N(0, 1)). */
   init?: (typeof DISTILL_INITS)[number];
   /** Teacher continuations per training input: 0 one greedy, N sampled ones. */
   samples?: number;
   maxNewTokens?: number;
   teacherTopK?: number;
+  /** Weight of the LM loss on the data's completions, trained beside the KL (0: none; needs {"prompt","completion"} lines). */
+  lmWeight?: number;
   validFraction?: number;
   steps?: number;
   lr?: number;
@@ -68,7 +71,7 @@ export interface DistillOptions {
   onLog?: (line: string) => void;
 }
 
-export const DISTILL_DEFAULTS = { numVirtualTokens: 8, into: "prompt" as Into, init: "text" as const, samples: 0, maxNewTokens: 16, teacherTopK: 64, validFraction: 0.2, steps: 300, batchSize: 8, seed: 0 };
+export const DISTILL_DEFAULTS = { numVirtualTokens: 8, into: "prompt" as Into, init: "text" as const, samples: 0, maxNewTokens: 16, teacherTopK: 64, lmWeight: 0, validFraction: 0.2, steps: 300, batchSize: 8, seed: 0 };
 
 export interface StudentReport extends Agreement {
   numVirtualTokens: number;
@@ -109,7 +112,7 @@ export interface DistillReport {
   interrupted: boolean;
 }
 
-type Flagged = Required<Pick<DistillOptions, "numVirtualTokens" | "into" | "init" | "samples" | "maxNewTokens" | "teacherTopK" | "validFraction" | "steps" | "batchSize" | "seed">> & { lr?: number };
+type Flagged = Required<Pick<DistillOptions, "numVirtualTokens" | "into" | "init" | "samples" | "maxNewTokens" | "teacherTopK" | "lmWeight" | "validFraction" | "steps" | "batchSize" | "seed">> & { lr?: number };
 
 /** Prompts learn with large rates (the demo's 0.1); a prefix takes the trainer's default unless told. */
 const PROMPT_LR = 0.1;
@@ -132,9 +135,11 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   const heldPairs = split.valid.map(pair);
   checkContext(model, [...trainPairs, ...heldPairs], sizes, o.maxNewTokens, teacherFlag(options));
   const promptTokens = encode(teacherText).length;
-  if (o.into === "prefix" && o.init === "text" && Math.max(...sizes) > promptTokens) {
-    fail("usage", `a prefix starts from the keys/values of the hard prompt's first K tokens, but it has ${promptTokens}: use K ≤ ${promptTokens} or --init vocab`, { field: options.sweep === undefined ? "numVirtualTokens" : "sweep" });
+  if (o.init !== "vocab" && Math.max(...sizes) > promptTokens) {
+    const from = o.init === "pooled" ? "the means of K segments of the hard prompt" : o.into === "prefix" ? "the keys/values of the hard prompt's first K tokens" : "the hard prompt's first K tokens";
+    fail("usage", `the student starts from ${from}, but it has ${promptTokens}: use K ≤ ${promptTokens} or --init vocab`, { field: options.sweep === undefined ? "numVirtualTokens" : "sweep" });
   }
+  const completions = o.lmWeight > 0 ? completionRows(split.train, model, options.data) : undefined;
   const outputs = sizes.map((k) => (options.sweep === undefined ? options.output : join(options.output, `k${k}`)));
   checkOutputsFree(outputs, options);
 
@@ -166,7 +171,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   const heldTargets = await teacherFor(cachedHeld, heldPairs, { ...settings, samples: 0 }, heldKey, heldCache);
 
   // 3. One student per size, trained on the teacher's continuations.
-  const objective = klObjective(trainTargets, { teacher: keyDigest(trainKey) });
+  const objective = klObjective(trainTargets, { teacher: keyDigest(trainKey) }, completions && { rows: completions, weight: o.lmWeight });
   const answers = split.valid.filter((ex): ex is Extract<Example, { kind: "prompt" }> => ex.kind === "prompt");
   const accuracyOf = async (prompting: Parameters<typeof evaluateTask>[3]) =>
     answers.length === 0 ? null : (await evaluateTask(lm, tokenizer, answers, prompting, { batchSize: o.batchSize, maxNewTokens: o.maxNewTokens })).accuracy;
@@ -180,9 +185,9 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
       lm,
       tokenizer,
       baseModelName: options.model,
-      train: trainTargets.rows.map(distillExample),
+      train: [...trainTargets.rows.map(distillExample), ...(completions ?? [])],
       valid: [],
-      config: parseTrainConfig({ ...methodSettings(o, k, teacherText), steps: o.steps, lr: o.lr ?? (o.into === "prompt" ? PROMPT_LR : undefined), batchSize: o.batchSize, seed: o.seed, saveEvery: Math.min(100, o.steps) }),
+      config: parseTrainConfig({ ...(await methodSettings(o, k, teacherText, model, options.model, join(teacherDir, `pooled-k${k}`))), steps: o.steps, lr: o.lr ?? (o.into === "prompt" ? PROMPT_LR : undefined), batchSize: o.batchSize, seed: o.seed, saveEvery: Math.min(100, o.steps) }),
       outputDir: output,
       resume: options.resume && existsSync(join(output, CHECKPOINT)),
       overwrite: options.overwrite,
@@ -248,13 +253,31 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
 }
 
 /** Flags of the trainer settings distill sets, for the trainer's messages (a resume with other settings). */
-const DISTILL_FLAGS: Record<string, string> = { numVirtualTokens: "--num-virtual-tokens", initText: "--teacher-prompt", objective: "--teacher-prompt", teacher: "--teacher-prompt" };
+const DISTILL_FLAGS: Record<string, string> = { numVirtualTokens: "--num-virtual-tokens", initText: "--teacher-prompt", initFrom: "--init", objective: "--teacher-prompt", teacher: "--teacher-prompt", lmWeight: "--lm-weight" };
 
-/** The method and its options for a student of size k. */
-function methodSettings(o: Flagged, k: number, teacherText: string): Record<string, unknown> {
+/** The method and its options for a student of size k; a pooled start is written as a prompt adapter at `pooledDir` and trained from. */
+async function methodSettings(o: Flagged, k: number, teacherText: string, model: Model, modelName: string, pooledDir: string): Promise<Record<string, unknown>> {
   const fromText = o.init === "text" ? { initText: teacherText } : {};
   if (o.into === "prefix") return { method: "cartridge", numVirtualTokens: k, numFrozenTokens: k > 1 ? 1 : 0, ...fromText };
+  if (o.init === "pooled") {
+    await pooledPrompt(model, modelName, teacherText, k, pooledDir);
+    return { method: "prompt", numVirtualTokens: k, initFrom: pooledDir };
+  }
   return { method: "prompt", numVirtualTokens: k, init: o.init, ...fromText };
+}
+
+/**
+ * The LM term's rows: each training input with its completion (the data's answer), tokenized as `train`
+ * does; inputs without one are refused, since the term would silently cover only some of them.
+ */
+function completionRows(train: readonly Example[], model: Model, file: string): TokenizedExample[] {
+  const missing = train.find((ex) => ex.kind !== "prompt");
+  if (missing !== undefined) fail("data", 'the LM term (--lm-weight) trains on completions: every line needs {"prompt","completion"}', { file, line: missing.source?.line, field: "lmWeight" });
+  return train.map((ex) => {
+    const { truncated, ...row } = tokenizeExample(ex, model.tokenizer, { maxLength: model.config.maxPositions });
+    if (truncated) fail("data", `the input with its completion is longer than the model's ${model.config.maxPositions} positions`, { file, line: ex.source?.line, field: "completion" });
+    return row;
+  });
 }
 
 function checkSettings(o: Flagged, sizes: number[], options: DistillOptions): void {
@@ -269,6 +292,8 @@ function checkSettings(o: Flagged, sizes: number[], options: DistillOptions): vo
   if (!(DISTILL_INITS as readonly string[]).includes(o.init)) fail("usage", `--init must be one of ${DISTILL_INITS.join(", ")}, got ${o.init}`, { field: "init" });
   if (!Number.isInteger(o.samples) || o.samples < 0) fail("usage", `--samples must be a whole number ≥ 0 (0: one greedy continuation), got ${o.samples}`, { field: "samples" });
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) fail("usage", `--max-new-tokens must be a whole number ≥ 1, got ${o.maxNewTokens}`, { field: "maxNewTokens" });
+  if (!Number.isFinite(o.lmWeight) || o.lmWeight < 0) fail("usage", `--lm-weight must be a number ≥ 0 (0: the KL alone), got ${o.lmWeight}`, { field: "lmWeight" });
+  if (o.init === "pooled" && o.into === "prefix") fail("usage", "--init pooled starts a prompt's vectors; a prefix starts from the hard prompt's prefill (--init text) or from N(0, 1) (--init vocab)", { field: "init" });
   if (!Number.isInteger(o.teacherTopK) || o.teacherTopK < 1) fail("usage", `--teacher-top-k must be a whole number ≥ 1, got ${o.teacherTopK}`, { field: "teacherTopK" });
   if (options.resume && options.overwrite) fail("usage", "--resume continues a run and --overwrite starts over: give one of them", { field: "resume" });
 }

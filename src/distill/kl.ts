@@ -10,6 +10,9 @@
  * which is exact when k covers the vocabulary (no rest) and otherwise a lower bound of the full KL that
  * tightens as k grows (coarsening never increases a KL). Its gradient in the student's logits is
  * q − p on the top k, and q_i · (1 − p_rest / q_rest) on the rest.
+ *
+ * Optionally, an LM term on given completions joins it position by position (`klWithLm`): each position
+ * is either a teacher position (its KL) or a completion token (its cross-entropy, weighted).
  */
 import type { Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
@@ -25,7 +28,22 @@ export interface TeacherValues {
 
 /** Σ over the M positions of KL(p ‖ q), from the student's logits [M, V]. */
 export function klSum(logits: Value, teacher: TeacherValues): Value {
+  return o.reduceSum(klPerPosition(o.logSoftmax(logits, -1), teacher), [0]);
+}
+
+/**
+ * Σ over the M positions of  isTeacher · KL(p ‖ q)  +  lmWeight · −log q(target): `isTeacher` [M] is 1 at
+ * a teacher position and 0 at a completion token (whose teacher inputs are any finite filler), `lmWeight`
+ * [M] the LM term's weight at a completion token and 0 elsewhere; `targets` [M] int64 the labelled tokens.
+ */
+export function klWithLm(logits: Value, teacher: TeacherValues, targets: Value, isTeacher: Value, lmWeight: Value): Value {
   const logq = o.logSoftmax(logits, -1); // [M, V]
+  const logqTarget = o.squeeze(o.gatherElements(logq, o.unsqueeze(targets, [1]), 1), [1]); // [M]
+  return o.reduceSum(o.sub(o.mul(isTeacher, klPerPosition(logq, teacher)), o.mul(lmWeight, logqTarget)), [0]);
+}
+
+/** KL(p ‖ q) at each of the M positions [M], from the student's log-probabilities [M, V]. */
+function klPerPosition(logq: Value, teacher: TeacherValues): Value {
   const logqTop = o.gatherElements(logq, teacher.topIndices, 1); // [M, k]
   let perPosition: Value = o.reduceSum(o.mul(o.exp(teacher.topLogp), o.sub(teacher.topLogp, logqTop)), [1]); // [M]
   if (teacher.rest !== undefined) {
@@ -35,5 +53,5 @@ export function klSum(logits: Value, teacher: TeacherValues): Value {
     const logqRest = o.add(o.squeeze(shift, [1]), o.log(o.reduceSum(o.exp(o.sub(masked, shift)), [1])));
     perPosition = o.add(perPosition, o.mul(o.exp(teacher.rest.logp), o.sub(teacher.rest.logp, logqRest)));
   }
-  return o.reduceSum(perPosition, [0]);
+  return perPosition;
 }

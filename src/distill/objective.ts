@@ -4,6 +4,10 @@
  * Each training row is an input followed by one of the teacher's continuations, labelled on the
  * continuation; the objective finds the row's teacher distributions by its tokens, so rows may come in
  * any order, batch and padding.
+ *
+ * With an LM term, rows of the data's own completions (input then answer, labelled on the answer) train
+ * beside them: the loss is then the mean over every labelled position of the KL at a teacher position and
+ * `weight` · cross-entropy at a completion token.
  */
 import * as o from "../graph/ops.js";
 import { fail } from "../util/errors.js";
@@ -13,7 +17,7 @@ import type { Tensor } from "../runtime/session.js";
 import type { Value } from "../graph/ir.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { type LossGraph, type Objective, forwardGraph, lossFeeds } from "../objective/lm.js";
-import { klSum } from "./kl.js";
+import { klSum, klWithLm } from "./kl.js";
 import type { TeacherRow, TeacherTargets } from "./teacher.js";
 
 /** The training row of a teacher row: input then continuation, labels on the continuation. */
@@ -29,8 +33,8 @@ export interface DistillGraph extends LossGraph {
   top1Agrees: Value;
 }
 
-/** The loss of `klObjective` for the model with `adaptation`: mean KL over the continuation positions. */
-export function distillGraph(lm: CausalLM, adaptation: Parameters<Objective["graph"]>[1], k: number, vocabSize: number): DistillGraph {
+/** The loss of `klObjective` for the model with `adaptation`: mean KL over the continuation positions (`withLm`: and the LM term's completion tokens). */
+export function distillGraph(lm: CausalLM, adaptation: Parameters<Objective["graph"]>[1], k: number, vocabSize: number, withLm = false): DistillGraph {
   const f = forwardGraph(lm, adaptation);
   const teacher = {
     topIndices: o.input("teacher_top_indices", "int64", ["labels", k]),
@@ -38,29 +42,48 @@ export function distillGraph(lm: CausalLM, adaptation: Parameters<Objective["gra
     rest: k < vocabSize ? { mask: o.input("teacher_rest", "bool", ["labels", vocabSize]), logp: o.input("teacher_rest_logp", "float32", ["labels"]) } : undefined,
   };
   const logits = lm.lmHead(f.picked); // [M, V]
-  const loss = o.div(klSum(logits, teacher), f.count);
+  const total = withLm ? klWithLm(logits, teacher, f.labelTargets, o.input("is_teacher", "float32", ["labels"]), o.input("lm_weight", "float32", ["labels"])) : klSum(logits, teacher);
+  const loss = o.div(total, f.count);
   const teacherTop1 = o.gatherElements(logits, o.slice(teacher.topIndices, 1, 0, 1), 1); // [M, 1]
   const top1Agrees = o.squeeze(o.equal(teacherTop1, o.reduceMax(logits, [1], true)), [1]);
   return { loss, hidden: f.hidden, count: f.count, numVirtual: f.numVirtual, virtualAs: f.virtualAs, top1Agrees };
 }
 
+/** The LM term: rows of the data's completions (these very objects are trained on), and its weight. */
+export interface LmTerm {
+  rows: readonly TokenizedExample[];
+  weight: number;
+}
+
 /** `settings` are recorded in checkpoints (e.g. the teacher cache's key), so a resume with other teacher outputs is refused. */
-export function klObjective(targets: TeacherTargets, settings: Record<string, unknown> = {}): Objective {
+export function klObjective(targets: TeacherTargets, settings: Record<string, unknown> = {}, lmTerm?: LmTerm): Objective {
   const byKey = new Map(targets.rows.map((r) => [rowKey(distillExample(r).inputIds, r.input.length), r]));
+  const completions = new Set(lmTerm?.rows);
   const { k, vocabSize: V } = targets;
   return {
     name: "distill-kl",
-    settings,
-    graph: (lm, adaptation) => distillGraph(lm, adaptation, k, V),
+    settings: lmTerm === undefined ? settings : { ...settings, lmWeight: lmTerm.weight },
+    graph: (lm, adaptation) => distillGraph(lm, adaptation, k, V, lmTerm !== undefined),
     feeds(batch, graph) {
       const base = lossFeeds(batch, graph);
-      return { ...base, ...teacherFeeds(batch, base, byKey, k, k < V ? V : 0) };
+      const isCompletion = (b: number) => batch.items !== undefined && completions.has(batch.items[b]);
+      const feeds = teacherFeeds(batch, base, byKey, k, k < V ? V : 0, isCompletion);
+      if (lmTerm === undefined) return { ...base, ...feeds };
+      // Positions come row by row (see lossFeeds): each takes its row's kind.
+      const L = base.position_ids.dims[1];
+      const rows = Array.from(base.label_positions.data as BigInt64Array, (p) => Math.floor(Number(p) / L));
+      const isTeacher = Float32Array.from(rows, (b) => (isCompletion(b) ? 0 : 1));
+      const lmWeight = Float32Array.from(rows, (b) => (isCompletion(b) ? lmTerm.weight : 0));
+      return { ...base, ...feeds, is_teacher: { data: isTeacher, dims: [rows.length] }, lm_weight: { data: lmWeight, dims: [rows.length] } };
     },
   };
 }
 
-/** The teacher's distributions at the batch's labelled positions, in `lossFeeds`' order (row by row). */
-function teacherFeeds(batch: Batch<ArrayLike<number>>, base: Record<string, Tensor>, byKey: Map<string, TeacherRow>, k: number, restWidth: number): Record<string, Tensor> {
+/**
+ * The teacher's distributions at the batch's labelled positions, in `lossFeeds`' order (row by row); a
+ * completion row's positions get a finite filler (its KL is multiplied by 0).
+ */
+function teacherFeeds(batch: Batch<ArrayLike<number>>, base: Record<string, Tensor>, byKey: Map<string, TeacherRow>, k: number, restWidth: number, isCompletion: (b: number) => boolean): Record<string, Tensor> {
   const { batchSize: B, seqLen: T } = batch;
   const L = base.position_ids.dims[1];
   const perRow = new Array<number>(B).fill(0);
@@ -73,6 +96,10 @@ function teacherFeeds(batch: Batch<ArrayLike<number>>, base: Record<string, Tens
   let m = 0;
   for (let b = 0; b < B; b++) {
     if (perRow[b] === 0) continue;
+    if (isCompletion(b)) {
+      m += perRow[b]; // filler: indices 0, log-probabilities 0, every token in the rest
+      continue;
+    }
     const real: number[] = [];
     let firstLabel = -1;
     for (let t = 0; t < T; t++) {

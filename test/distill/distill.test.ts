@@ -7,11 +7,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { distill, type DistillOptions } from "../../src/distill/index.js";
-import { klObjective } from "../../src/distill/objective.js";
+import { distillExample, klObjective } from "../../src/distill/objective.js";
+import { poolSegments } from "../../src/distill/pooled.js";
+import { loadAdapter } from "../../src/peft/adapter.js";
 import { SafetensorsFile } from "../../src/formats/safetensors.js";
 import { describeAdapter } from "../../src/report/adapter-summary.js";
 import { SoftpromptError } from "../../src/util/errors.js";
 import { modelDir } from "../helpers/golden.js";
+import { loadModel } from "../../src/models/index.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MODEL = join(ROOT, "examples/models/tiny-tasks");
@@ -106,11 +109,20 @@ describe("distill", () => {
         [{ sweep: [2, 0] }, "sweep"],
         [{ teacherText: undefined, teacherPrompt: join(dir, "missing.txt") }, "teacherPrompt"],
         [{ resume: true }, "resume"],
+        [{ lmWeight: -1 }, "lmWeight"],
+        [{ init: "pooled", into: "prefix" }, "init"],
+        [{ init: "pooled", numVirtualTokens: 22 }, "numVirtualTokens"],
       ];
       for (const [change, flag] of cases) {
         const err = await refusal(distill({ ...base, ...change }));
         expect(err.place.field, `${JSON.stringify(change)}: ${err.message}`).toBe(flag);
       }
+      // The LM term needs every training input's completion: a {"text"} line has none.
+      const texts = join(dir, "texts.jsonl");
+      writeFileSync(texts, readFileSync(base.data, "utf8") + JSON.stringify({ text: "1 2 3 = " }) + "\n");
+      const noAnswer = await refusal(distill({ ...base, data: texts, lmWeight: 1 }));
+      expect(noAnswer.message).toContain("--lm-weight");
+      expect(noAnswer.place).toMatchObject({ file: texts, line: 25, field: "lmWeight" });
       const empty = join(dir, "empty.jsonl");
       writeFileSync(empty, "");
       const err = await refusal(distill({ ...base, data: empty }));
@@ -119,6 +131,44 @@ describe("distill", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("starts a prompt from pooled segments of the hard prompt, and trains an LM term on the data's completions beside the KL", async () => {
+    const { dir, base } = setup();
+    try {
+      const report = await distill({ ...base, init: "pooled", lmWeight: 0.5, steps: 2 });
+      expect(report.students[0].finalLoss).toBeGreaterThan(0);
+      const start = await loadAdapter(join(base.output, "teacher", "pooled-k4"));
+      const model = await loadModel(MODEL);
+      const ids = model.tokenizer.encode(TEACHER, { addSpecialTokens: false });
+      const embeddings = model.lm.weights.tensor(model.lm.embeddingName);
+      expect(Array.from(start.params.get("prompt")!.data)).toEqual(Array.from(poolSegments(embeddings, ids, 4)));
+      // A resume with another weight of the LM term is refused, naming its flag.
+      const other = await refusal(distill({ ...base, init: "pooled", lmWeight: 1, steps: 4, resume: true }));
+      expect(other.message).toContain("--lm-weight");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("pools each of K near-equal segments into the mean of its embeddings", () => {
+    const embeddings = { data: Float32Array.from([0, 0, 2, 4, 4, 8, 6, 6]), shape: [4, 2] };
+    // 5 tokens into 2 segments: [0, 2) and [2, 5).
+    const pooled = Array.from(poolSegments(embeddings, [1, 2, 3, 0, 1], 2));
+    [3, 6, (6 + 0 + 2) / 3, (6 + 0 + 4) / 3].forEach((want, i) => expect(pooled[i]).toBeCloseTo(want, 6));
+    expect(() => poolSegments(embeddings, [1, 2], 3)).toThrow(/each segment needs a token/);
+  });
+
+  it("feeds the LM term's completion rows their weight, and the KL only the teacher's rows", () => {
+    const teacherRow = { input: [3, 4], continuation: [5, 0], topIndices: Int32Array.from([5, 4, 0, 1]), topLogp: new Float32Array(4), restLogp: new Float32Array(2) };
+    const completion = { inputIds: [3, 4, 6, 7, 0], labels: [-100, -100, 6, 7, 0] };
+    const objective = klObjective({ k: 2, vocabSize: 17, rows: [teacherRow] }, {}, { rows: [completion], weight: 0.25 });
+    const rows = [distillExample(teacherRow), completion];
+    const batch = { inputIds: Int32Array.from([3, 4, 5, 0, 0, 3, 4, 6, 7, 0]), attentionMask: Int32Array.from([1, 1, 1, 1, 0, 1, 1, 1, 1, 1]), labels: Int32Array.from([-100, -100, 5, 0, -100, -100, -100, 6, 7, 0]), batchSize: 2, seqLen: 5, items: rows };
+    const feeds = objective.feeds(batch, { numVirtual: 2, virtualAs: "embeds" } as never);
+    expect(Array.from(feeds.is_teacher.data as Float32Array)).toEqual([1, 1, 0, 0, 0]);
+    expect(Array.from(feeds.lm_weight.data as Float32Array)).toEqual([0, 0, 0.25, 0.25, 0.25]);
+    expect([...(feeds.teacher_top_indices.data as BigInt64Array)].slice(0, 4).map(Number)).toEqual([5, 4, 0, 1]);
   });
 
   it("trains only on rows made from the teacher's outputs", () => {

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import * as o from "../../src/graph/ops.js";
 import { Program } from "../../src/runtime/session.js";
-import { klSum } from "../../src/distill/kl.js";
+import { klSum, klWithLm } from "../../src/distill/kl.js";
 import { topIndices } from "../../src/distill/teacher.js";
 import { gradCheck, randn } from "../helpers/gradcheck.js";
 
@@ -98,6 +98,41 @@ describe("klSum", () => {
     );
     expect(coarse.checked).toBe(M * V);
     expect(coarse.maxRelError).toBeLessThan(1e-6);
+  });
+});
+
+describe("klWithLm", () => {
+  // Rows 0 and 2 are teacher positions, row 1 a completion token (its teacher inputs a filler).
+  const isTeacher = { shape: [M], fixed: { dtype: "float64" as const, data: [1, 0, 1] } };
+  const lmWeight = { shape: [M], fixed: { dtype: "float64" as const, data: [0, 0.5, 0] } };
+  const targets = { shape: [M], fixed: { dtype: "int64" as const, data: [2, 4, 0] } };
+
+  it("is the teacher positions' KL plus the weighted cross-entropy of the completion tokens", async () => {
+    const p = teacherLogp();
+    const t = teacherInputs(p, 2);
+    const logits = randn(M * V);
+    const top = (m: number) => topIndices(p[m], 2);
+    const coarse = (m: number) => [...top(m).map((v) => [v]), [...Array(V).keys()].filter((v) => !top(m).includes(v))];
+    const x = o.input("logits", "float64", [M, V]);
+    const ins = [t.indices, t.logp, t.mask, t.restLogp, targets, isTeacher, lmWeight].map((s, i) => o.input(`i${i}`, s.fixed.dtype, s.shape));
+    const program = await Program.compile({ loss: klWithLm(x, { topIndices: ins[0], topLogp: ins[1], rest: { mask: ins[2], logp: ins[3] } }, ins[4], ins[5], ins[6]) });
+    const typed = (s: { fixed: { dtype: string; data: number[] } }) => (s.fixed.dtype === "int64" ? BigInt64Array.from(s.fixed.data, BigInt) : s.fixed.dtype === "bool" ? Uint8Array.from(s.fixed.data) : Float64Array.from(s.fixed.data));
+    const feeds = Object.fromEntries([t.indices, t.logp, t.mask, t.restLogp, targets, isTeacher, lmWeight].map((s, i) => [`i${i}`, { data: typed(s), dims: s.shape }]));
+    const value = Number((await program.run({ logits: { data: Float64Array.from(logits), dims: [M, V] }, ...feeds })).loss.data[0]);
+    const row = logits.slice(V, 2 * V);
+    const ce = Math.log(row.reduce((s, z) => s + Math.exp(z), 0)) - row[4];
+    const kl = hostKl(p, logits, (m) => (m === 1 ? [] : coarse(m)));
+    expect(value).toBeCloseTo(kl + 0.5 * ce, 10);
+  });
+
+  it("has the gradient of finite differences", async () => {
+    const t = teacherInputs(teacherLogp(), 2);
+    const check = await gradCheck(
+      ([logits, idx, lp, mask, rl, y, teach, w]) => klWithLm(logits, { topIndices: idx, topLogp: lp, rest: { mask, logp: rl } }, y, teach, w),
+      [{ shape: [M, V] }, t.indices, t.logp, t.mask, t.restLogp, targets, isTeacher, lmWeight],
+    );
+    expect(check.checked).toBe(M * V);
+    expect(check.maxRelError).toBeLessThan(1e-6);
   });
 });
 
