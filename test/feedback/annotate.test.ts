@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
+import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { annotate } from "../../src/feedback/annotate.js";
 import { parseReview, writeReview } from "../../src/feedback/review.js";
@@ -14,6 +15,11 @@ import { feedbackRows } from "../../src/feedback/rows.js";
 import { generateText, show, train } from "../../src/workflows.js";
 
 const MODEL = fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url));
+const BIN = fileURLToPath(new URL("../../bin/softprompt.js", import.meta.url));
+const cli = (args: string[]) =>
+  new Promise<{ code: number; stdout: string }>((resolve) =>
+    execFile(process.execPath, [BIN, ...args], (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout })),
+  );
 const work = mkdtempSync(join(tmpdir(), "softprompt-annotate-"));
 const INPUTS = ["reverse: 3 1 4 = ", "sort: 9 2 5 = ", "copy: 7 7 1 = ", "increment: 1 2 3 = "];
 const data = join(work, "inputs.jsonl");
@@ -104,5 +110,16 @@ describe("annotate and train --feedback", () => {
     const unreviewed = join(work, "unreviewed.jsonl");
     await writeReview(unreviewed, read().map((it) => ({ ...it, verdict: "", correction: null })));
     await expect(train({ model: MODEL, data: trainData, feedback: unreviewed, output: join(work, "run2"), steps: 1 })).rejects.toThrow(`${unreviewed}, field "verdict": no reviewed answers yet`);
+  });
+
+  it("the CLI prints one JSON object, and a bad review file as an error naming its file, line and field", async () => {
+    const ok = await cli(["annotate", "--model", MODEL, "--data", data, "--output", review, "--json"]);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ output: review, items: 4, generated: 0 });
+    const bad = join(work, "bad-review.jsonl");
+    writeFileSync(bad, readFileSync(review, "utf8").replace('"verdict":"good"', '"verdict":"fine"'));
+    const r = await cli(["annotate", "--model", MODEL, "--data", data, "--output", bad, "--json"]);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).error).toMatchObject({ code: "data", file: bad, line: 1, field: "verdict" });
   });
 });
