@@ -82,15 +82,17 @@ function dropOldest(turns: ChatTurn[], count: number): ChatTurn[] {
 interface ChatParts {
   earlier: ChatTurn[];
   input?: ChatTurn;
-  answer: ChatTurn;
+  /** Absent when the chat ends with a user turn (generation: the reply is to come). */
+  answer?: ChatTurn;
 }
 
-/** A chat's last assistant turn (the answer), the user turn before it (the input) and the turns before that. */
+/** A chat's closing assistant turn (the answer), the user turn before it (the input) and the turns before that. */
 function splitChat(example: Extract<Example, { kind: "chat" }>): ChatParts {
-  const last = example.messages.map((m) => m.role).lastIndexOf("assistant");
-  const before = example.messages.slice(0, last);
+  const { messages } = example;
+  const end = messages.at(-1)?.role === "assistant" ? messages.length - 1 : messages.length;
+  const before = messages.slice(0, end);
   const inputAt = before.map((m) => m.role).lastIndexOf("user");
-  return { earlier: inputAt < 0 ? before : before.slice(0, inputAt), input: inputAt < 0 ? undefined : before[inputAt], answer: example.messages[last] };
+  return { earlier: inputAt < 0 ? before : before.slice(0, inputAt), input: inputAt < 0 ? undefined : before[inputAt], answer: messages[end] };
 }
 
 /** The value of a slot (undefined: the row has none), with earlier chat turns as `earlierKept` leaves them. */
@@ -110,7 +112,7 @@ function slotValues(example: Example, earlierKept: (turns: ChatTurn[]) => ChatTu
       case "chat":
         return chat === undefined ? field : tokenizer.applyChatTemplate([...earlier, ...(chat.input === undefined ? [] : [chat.input])], { addGenerationPrompt: true });
       case "answer":
-        return example.kind === "prompt" ? example.completion : chat?.answer.content;
+        return example.kind === "prompt" ? example.completion : chat?.answer?.content;
       default:
         return field;
     }

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { DataTokenizer } from "../../src/data/tokenize.js";
 import type { Example } from "../../src/data/index.js";
-import { parseTemplate, renderRows, tableLayout } from "../../src/template/index.js";
+import { parseTemplate, renderPrompt, renderRows, tableLayout } from "../../src/template/index.js";
 
 /** One id per character (a..z → 1..26, anything else 27), EOS 0; a chat template of role tags. */
 const tokenizer: DataTokenizer = {
@@ -61,5 +61,12 @@ describe("context inclusion", () => {
 
   it("a row that does not fit even without its earlier turns is an error naming its file and line", () => {
     expect(() => render("{context}Q {input} A {answer}", 12)).toThrow(/chat\.jsonl:7: the row through the template is \d+ tokens even with all 4 earlier turns dropped, more than maxLength 12/);
+  });
+
+  it("a chat that ends with a user turn renders for generation: every earlier turn is context, the last user turn the input", () => {
+    const template = parseTemplate("{context}Q {input} A {answer}");
+    const open: Example = { ...chat, messages: chat.messages.slice(0, -1) };
+    const row = renderPrompt(template, tableLayout(template, tokenizer.encode, new Map()), open, tokenizer, { maxLength: 200 });
+    expect(decode(row.inputIds)).toBe("kb_system__sys_user__aa_assistant__bb_user__cc_assistant__dd___q___");
   });
 });
