@@ -245,7 +245,7 @@ export class GenerationEngine {
   private async decode(rows: readonly Row[], tokens: RowToken[]): Promise<KvBlock> {
     let block = this.cache!;
     if (rows.length !== block.keyMask.length || rows.some((r, i) => r.slot !== i)) {
-      block = gatherRows(this.lm, rows.map((r) => ({ block, slot: r.slot }))); // a cancel left a gap
+      block = compactRows(this.lm, block, rows.map((r) => r.slot)); // a cancel left a gap
     }
     const B = rows.length;
     const lora = this.lora.batch(rows.map((r) => r.state?.lora));
@@ -280,12 +280,14 @@ export class GenerationEngine {
     return { past: pastFrom(this.lm, out), width, capacity: width, keyMask: layout.keyMask };
   }
 
-  /** The rows that go on become the running set: the decoded block when none left or joined and it has room, else their columns gathered. */
+  /** The rows that go on become the running set: the decoded block, in place, when none joined and it has room; else their columns gathered. */
   private keep(parts: readonly { row: Row; block: KvBlock; slot: number }[]): void {
     const staying = parts.filter((p) => p.row.finish === undefined && !p.row.cancelled);
     const oneBlock = parts.every((p) => p.block === parts[0].block);
     if (staying.length === 0) this.cache = undefined;
-    else if (staying.length === parts.length && oneBlock && parts[0].block.width < parts[0].block.capacity) this.cache = parts[0].block;
+    else if (oneBlock && parts[0].block.width < parts[0].block.capacity) {
+      this.cache = staying.length === parts.length ? parts[0].block : compactRows(this.lm, parts[0].block, staying.map((p) => p.slot));
+    }
     else this.cache = gatherRows(this.lm, staying);
     staying.forEach((p, slot) => (p.row.slot = slot));
     this.running = staying.map((p) => p.row);
@@ -442,6 +444,24 @@ function gatherRows(lm: CausalLM, parts: readonly { block: KvBlock; slot: number
   }
   const keyMask = lengths.map((n) => Array.from({ length: width }, (_, c) => (c < width - n ? 0 : 1)));
   return { past, width, capacity, keyMask };
+}
+
+/** Keep only the rows in `slots` (ascending), moved down in place to rows 0, 1, …: rows that left cost no copy of the others' cache. */
+function compactRows(lm: CausalLM, block: KvBlock, slots: readonly number[]): KvBlock {
+  const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
+  const rowSize = H * block.capacity * hd;
+  const past: Record<string, Tensor> = {};
+  for (let i = 0; i < numLayers; i++) {
+    for (const kind of ["key", "value"] as const) {
+      const name = pastName(i, kind);
+      const data = block.past[name].data as Float32Array;
+      slots.forEach((slot, b) => {
+        if (slot !== b) data.copyWithin(b * rowSize, slot * rowSize, (slot + 1) * rowSize);
+      });
+      past[name] = { data: data.subarray(0, slots.length * rowSize), dims: [slots.length, H, block.capacity, hd] };
+    }
+  }
+  return { past, width: block.width, capacity: block.capacity, keyMask: slots.map((slot) => block.keyMask[slot]) };
 }
 
 /** allowed [B, 1, 1, capacity + 1] of a decode step: each row's visible cache columns, then its new token. */
