@@ -28,7 +28,7 @@ import { layoutOf, readTemplate } from "./peft/template/index.js";
 import { type TemplateAdapter, codeValueSettings, evaluateTemplate, generateWithTemplate, loadTemplateAdapter, parseCodeFlags, plainTemplate, templateTokenizer } from "./template/index.js";
 import { checkData, type DataCheckReport } from "./data/check.js";
 import { loadTokenizer } from "./tokenizer/index.js";
-import { reviewTrainingRows } from "./feedback/rows.js";
+import { isReviewFile, reviewExamples, reviewTrainingRows } from "./feedback/rows.js";
 
 export async function info(model: string): Promise<ModelInfo> {
   return readModelInfo(await resolveModelDir(model));
@@ -308,7 +308,8 @@ function embeddingsOf(prompt: AdapterPrompt, dir: string, flag: string): Float32
 
 /** A dataset's counts, duplicates, leakage into --valid, token lengths (with a model) and balance (`softprompt data check`). */
 export async function dataCheck(options: { file: string; valid?: string; model?: string; maxLength?: number }): Promise<DataCheckReport> {
-  const examples = await readExamples(options.file);
+  // A review file (softprompt annotate) is checked as the rows train --feedback makes of it.
+  const examples = (await isReviewFile(options.file)) ? await reviewExamples(options.file) : await readExamples(options.file);
   const valid = options.valid === undefined ? undefined : { file: options.valid, examples: await readExamples(options.valid) };
   const tokenizer = options.model === undefined ? undefined : await loadTokenizer(await resolveModelDir(options.model));
   return checkData(options.file, examples, { valid, tokenizer, maxLength: options.maxLength });

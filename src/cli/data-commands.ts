@@ -10,7 +10,7 @@ export function addDataCommands(program: Command): void {
   data
     .command("check")
     .description("counts per answer, exact and near duplicates, conflicting answers, leakage into --valid, token lengths for --model and the rows it would cut, positive/negative balance with suggested weights")
-    .argument("<file>", "a dataset (.jsonl or .csv)")
+    .argument("<file>", "a dataset (.jsonl or .csv), or a review file (softprompt annotate): the rows train --feedback makes of it")
     .option("--valid <file>", "held-out data: which of its inputs are also in <file>")
     .option("--model <model>", "a model folder or hub id: token lengths with its tokenizer")
     .option("--max-length <n>", "the training --max-length the lengths are checked against", setting("maxLength", "--max-length"), TRAIN_DEFAULTS.maxLength)

@@ -4,7 +4,9 @@
  * unlikelihood objective makes less likely); a bad answer alone gives a negative; unreviewed ones none.
  */
 import type { Example } from "../data/index.js";
+import { promises as fsp } from "node:fs";
 import { fail } from "../util/errors.js";
+import { isPlainObject } from "../formats/json.js";
 import { readReview, type ReviewItem } from "./review.js";
 
 export interface FeedbackRows {
@@ -50,3 +52,21 @@ export async function reviewTrainingRows(path: string, { unlikelihood }: { unlik
   onLog?.(`--feedback ${path}: ${notes.join("; ")}`);
   return unlikelihood ? [...rows.positives, ...rows.negatives] : rows.positives;
 }
+
+/** Every row a review gives (positives and negatives), for `data check` on a review file. */
+export async function reviewExamples(path: string): Promise<Example[]> {
+  const rows = feedbackRows(await readReview(path), path);
+  return [...rows.positives, ...rows.negatives];
+}
+
+/** A review file says so on its first row: a "verdict" beside an "answer". */
+export async function isReviewFile(path: string): Promise<boolean> {
+  const first = (await fsp.readFile(path, "utf8").catch(() => "")).split(/\r?\n/).find((l) => l.trim() !== "");
+  try {
+    const record: unknown = JSON.parse(first ?? "");
+    return isPlainObject(record) && "verdict" in record && "answer" in record;
+  } catch {
+    return false;
+  }
+}
+

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { annotate } from "../../src/feedback/annotate.js";
 import { parseReview, writeReview } from "../../src/feedback/review.js";
 import { feedbackRows } from "../../src/feedback/rows.js";
-import { generateText, show, train } from "../../src/workflows.js";
+import { dataCheck, generateText, show, train } from "../../src/workflows.js";
 
 const MODEL = fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url));
 const BIN = fileURLToPath(new URL("../../bin/softprompt.js", import.meta.url));
@@ -92,6 +92,10 @@ describe("annotate and train --feedback", () => {
       { prompt: INPUTS[3], completion: read()[3].answer, negative: true },
     ]);
     expect(rows.pending).toBe(1);
+  });
+
+  it("data check reads a review file as the rows it gives: how positives balance against negatives", async () => {
+    expect((await dataCheck({ file: review })).balance).toEqual({ positives: 2, negatives: 2, pairs: 0, suggestedWeights: { positive: 1, negative: 1 } });
   });
 
   it("train --feedback adds the positives, and the negatives only with the unlikelihood penalty (else counted and left out); the review is fingerprinted", async () => {
