@@ -2,6 +2,11 @@
 // model's chat template, {chat}; when a row does not fit, the oldest turns go first (system turns stay)
 // and the count is reported, never silently.
 import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { train } from "../../src/workflows.js";
 import type { DataTokenizer } from "../../src/data/tokenize.js";
 import type { Example } from "../../src/data/index.js";
 import { parseTemplate, renderPrompt, renderRows, tableLayout } from "../../src/template/index.js";
@@ -68,5 +73,22 @@ describe("context inclusion", () => {
     const open: Example = { ...chat, messages: chat.messages.slice(0, -1) };
     const row = renderPrompt(template, tableLayout(template, tokenizer.encode, new Map()), open, tokenizer, { maxLength: 200 });
     expect(decode(row.inputIds)).toBe("kb_system__sys_user__aa_assistant__bb_user__cc_assistant__dd___q___");
+  });
+
+  it("train reports the dropped turns in its log and summary", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "softprompt-context-"));
+    try {
+      const turns = (i: number) => [{ role: "user", content: `${i} 1 2 =` }, { role: "assistant", content: `2 1 ${i}` }];
+      const row = JSON.stringify({ messages: [...turns(3), ...turns(4), ...turns(5), ...turns(6)] });
+      writeFileSync(join(dir, "chat.jsonl"), `${row}\n${row}\n`);
+      writeFileSync(join(dir, "t.tmpl"), "{soft:2}{context}{input} {answer}");
+      const log: string[] = [];
+      const data = join(dir, "chat.jsonl");
+      const summary = await train({ model: fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url)), data, valid: data, output: join(dir, "run"), template: join(dir, "t.tmpl"), steps: 1, maxLength: 30, onLog: (line) => log.push(line) });
+      expect(summary.droppedTurns).toBeGreaterThan(0);
+      expect(log.some((line) => line.includes(`${summary.droppedTurns} earlier chat turns (oldest first) were dropped so rows fit --max-length 30`))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

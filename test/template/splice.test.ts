@@ -4,6 +4,9 @@
 // tuning exactly (the same rows after the span, the same loss as PEFT-style prompt tuning).
 import { beforeAll, describe, expect, it } from "vitest";
 import { fileURLToPath } from "node:url";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as o from "../../src/graph/ops.js";
 import { Program } from "../../src/runtime/session.js";
 import { type Model, loadModel } from "../../src/models/index.js";
@@ -65,6 +68,23 @@ describe("a mixed template", () => {
         expect(got).toEqual(s >= 0 ? [...table.data.subarray(s * d, (s + 1) * d)] : [...tokens.subarray(at, at + d)]);
       });
     });
+  });
+
+  it("a code placed at several positions uses its value's one span at each; a span from words starts at their embeddings", async () => {
+    const template = parseTemplate("{code:T:2}{input}{code:T:2} = {answer}");
+    const layout = tableLayout(template, encode, new Map([["T", ["a", "b"]]]));
+    const { items } = renderRows({ template, layout }, [{ ...rows[0], fields: { T: "b" } }], model.tokenizer, { maxLength: 64 });
+    expect(items[0].softIndex!.filter((s) => s >= 0)).toEqual([2, 3, 2, 3]);
+
+    const dir = mkdtempSync(join(tmpdir(), "softprompt-init-"));
+    writeFileSync(join(dir, "t.tmpl"), '{soft:"reverse: 1 2"}{input}{soft:2} = {answer}');
+    const table = (await templateMethod.initParams({ template: join(dir, "t.tmpl") }, { lm: model.lm, tokenizer: model.tokenizer, baseModelName: "tiny", seed: 0 })).get("table")!;
+    rmSync(dir, { recursive: true });
+    const ids = encode("reverse: 1 2");
+    const d = model.config.hiddenSize;
+    const embeddings = model.lm.weights.tensor(model.lm.embeddingName).data;
+    expect(table.shape).toEqual([ids.length + 2, d]);
+    ids.forEach((id, j) => expect([...table.data.subarray(j * d, (j + 1) * d)]).toEqual([...embeddings.subarray(id * d, (id + 1) * d)]));
   });
 
   it("the splice's gradient (a span used twice sums) matches finite differences", async () => {
