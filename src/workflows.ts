@@ -24,6 +24,7 @@ import { isLoraPrompt } from "./infer/lora.js";
 import type { QuantizeMode } from "./quantize/index.js";
 import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.js";
 import { objectiveWeightsOf, trainingObjective } from "./objective/combine.js";
+import { type ClassifyReport, classify, readVerbalizer } from "./eval/classify.js";
 import { layoutOf, readTemplate } from "./peft/template/index.js";
 import { type TemplateAdapter, codeValueSettings, evaluateTemplate, generateWithTemplate, loadTemplateAdapter, parseCodeFlags, plainTemplate, templateTokenizer } from "./template/index.js";
 import { checkData, type DataCheckReport } from "./data/check.js";
@@ -275,6 +276,31 @@ export async function evaluate(options: EvalOptions): Promise<EvalReport> {
   warnings.forEach(warn(options.onWarning));
   baselines.none = await run({ kind: "none" });
   return { ...(await run({ kind: "soft", adapter, prompt })), prompting: "soft", baselines };
+}
+
+export interface ClassifyDataOptions {
+  model: string;
+  /** Rows {"prompt" or "text", "label"}. */
+  data: string;
+  /** A JSON file: label → its words. */
+  verbalizer: string;
+  adapter?: string;
+  /** For a multi-task adapter: the task whose prompt to use. */
+  task?: string;
+  /** Also report the accuracy after contextual calibration. */
+  calibrate?: boolean;
+  onWarning?: (message: string) => void;
+}
+
+/** Classify a dataset by the verbalizer's words, with an adapter's prompt or none (`softprompt classify`). */
+export async function classifyData(options: ClassifyDataOptions): Promise<ClassifyReport & { prompting: "soft" | "none" }> {
+  const verbalizer = await readVerbalizer(options.verbalizer);
+  const examples = await readExamples(options.data);
+  const model = await loadModel(options.model);
+  const soft = options.adapter === undefined ? undefined : await loadSoftPrompt(options.adapter, model, options.model, options.task);
+  soft?.warnings.forEach(warn(options.onWarning));
+  const report = await classify(model.lm, model.tokenizer, examples, verbalizer, { verbalizerFile: options.verbalizer, prompt: soft?.prompt, calibrate: options.calibrate });
+  return { ...report, prompting: soft === undefined ? "none" : "soft" };
 }
 
 export interface InspectReport {

@@ -16,6 +16,7 @@ import { printError, printJson, printResult, printUsageError, printView } from "
 import { progressReporter } from "./progress.js";
 import { integer, list, number, schemaNumber, setting, TRAIN_DEFAULTS, withFlagNames } from "./options.js";
 import { OBJECTIVE_FLAGS } from "../objective/combine.js";
+import { classifyView } from "../report/classify.js";
 import { methodOptions, typedMethodSettings } from "./method-flags.js";
 import { methodByName, registeredMethods } from "../peft/index.js";
 import { DEFAULT_METHOD } from "../train/config.js";
@@ -221,6 +222,20 @@ program
     // Without an adapter or --compare-text there is nothing to compare: no empty section.
     const shown = Object.keys(baselines).length > 0 ? { ...report, baselines } : report;
     printView(shown, opts.json, () => evalView({ ...report, baselines }, { choices: opts.choice !== undefined }));
+  });
+
+program
+  .command("classify")
+  .description("classify rows {\"prompt\" or \"text\", \"label\"} by the likelihood of each label's words (mean log-probability per token, a label's best word): accuracy per label and confusion counts, with or without contextual calibration")
+  .requiredOption("--model <model>", "a model folder or a Hugging Face hub id")
+  .requiredOption("--data <file>", "labelled rows (.jsonl or .csv)")
+  .requiredOption("--verbalizer <file>", 'a JSON file mapping each label to its words, e.g. {"positive": ["good", "great"]}')
+  .option("--adapter <dir>", "a trained adapter whose prompt comes before each row (default: none)")
+  .option("--task <name>", "for a multi-task adapter: the task whose prompt to use")
+  .option("--calibrate", "also report accuracy after contextual calibration against content-free inputs (Zhao et al. 2021)")
+  .option("--json", "print one JSON object")
+  .action(async (opts) => {
+    printView(await workflows.classifyData(opts), opts.json, classifyView);
   });
 
 program
