@@ -3,5 +3,5 @@ export { parseTemplate, TemplateError, type Template, type Segment } from "./par
 export { tableLayout, codeValuesOf, type TableLayout } from "./layout.js";
 export { renderExample, renderPrompt, type RenderOptions, type RenderedRow } from "./render.js";
 export { loadTemplateAdapter, plainTemplate, type TemplateAdapter } from "./adapter.js";
-export { renderRows, templateTokenizer, evaluateTemplate, generateWithTemplate, type TemplateEvalOptions, type TemplateEvalResult, type TemplateGenerateOptions } from "./run.js";
+export { renderRows, templateTokenizer, evaluateTemplate, generateWithTemplate, templateEngineRows, type TemplateEngineRow, type TemplateEvalOptions, type TemplateEvalResult, type TemplateGenerateOptions } from "./run.js";
 export { parseCodeFlags, codeValueSettings } from "./codes.js";

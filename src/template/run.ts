@@ -16,7 +16,7 @@ import { LossEvaluator } from "../eval/loss.js";
 import { TASK_EVAL_DEFAULTS, type TaskEvalResult } from "../eval/task.js";
 import { generate, type GenerateRequest, type Generation } from "../infer/generate.js";
 import type { DecodeOptions } from "../infer/engine.js";
-import { PromptCache } from "../infer/kv-cache.js";
+import { PromptCache, type SoftPrompt } from "../infer/kv-cache.js";
 import { TABLE } from "../peft/template/index.js";
 import { type RenderOptions, renderExample, renderPrompt } from "./render.js";
 import type { TemplateAdapter } from "./adapter.js";
@@ -72,7 +72,7 @@ export interface TemplateGenerateOptions extends Partial<DecodeOptions> {
   maxLength?: number;
 }
 
-/** Continue each row's rendered input up to `{answer}` (its answer is not read); stops after the template's text after `{answer}`. */
+/** Continue each row's rendered input up to `{answer}` (its answer is not read); stops before the template's written text after `{answer}`. */
 export async function generateWithTemplate(
   lm: CausalLM,
   tokenizer: Tokenizer,
@@ -80,28 +80,41 @@ export async function generateWithTemplate(
   examples: readonly Example[],
   options: TemplateGenerateOptions = {},
 ): Promise<{ generations: Generation[]; droppedTurns: number }> {
-  const { codes, maxLength: given, ...decode } = options;
+  const { codes, maxLength, ...decode } = options;
   const maxNewTokens = decode.maxNewTokens ?? 32;
-  const maxLength = Math.min(given ?? Infinity, lm.config.maxPositions - maxNewTokens);
+  const rows = await templateEngineRows(lm, tokenizer, t, examples, { codes, maxLength: Math.min(maxLength ?? Infinity, lm.config.maxPositions - maxNewTokens) });
+  const requests: GenerateRequest[] = rows.map(({ inputIds, prompt, stop }) => ({ ...decode, maxNewTokens, stop: [...(decode.stop ?? []), ...stop], inputIds, prompt }));
+  const generations = await generate(lm, tokenizer, requests, { promptCache: new PromptCache(lm, Math.max(1, requests.length)), addSpecialTokens: false });
+  return { generations, droppedTurns: rows.reduce((n, r) => n + r.droppedTurns, 0) };
+}
+
+/** A row for the engine: the last written token as its input, everything before it as a soft prompt (none when nothing is before it). */
+export interface TemplateEngineRow {
+  inputIds: number[];
+  prompt?: SoftPrompt;
+  /** The template's written text after `{answer}`: it closes the answer. */
+  stop: string[];
+  droppedTurns: number;
+}
+
+/** Each row rendered up to `{answer}` (at most `maxLength` tokens) as the engine takes it. */
+export async function templateEngineRows(lm: CausalLM, tokenizer: DataTokenizer, t: TemplateAdapter, examples: readonly Example[], options: { codes?: ReadonlyMap<string, string>; maxLength: number }): Promise<TemplateEngineRow[]> {
   const embed = await tokenEmbedder(lm);
   const table = t.adapter?.params.get(TABLE)?.data;
   const d = lm.config.hiddenSize;
-  // Written text after {answer} closes the answer: generation stops before it.
   const after = t.template.segments.slice(t.template.segments.findIndex((s) => s.kind === "answer") + 1);
   const closing = after.every((s) => s.kind === "text") ? after.map((s) => (s.kind === "text" ? s.text : "")).join("").trim() : "";
-  let droppedTurns = 0;
-  const requests: GenerateRequest[] = [];
+  const stop = closing === "" ? [] : [closing];
+  const rows: TemplateEngineRow[] = [];
   for (const [i, example] of examples.entries()) {
-    const row = renderPrompt(t.template, t.layout, example, tokenizer, { maxLength, codes });
-    droppedTurns += row.droppedTurns;
+    const row = renderPrompt(t.template, t.layout, example, tokenizer, options);
     const last = row.inputIds.length - 1;
     if (last < 0 || row.softIndex[last] >= 0) {
       fail("usage", "generation continues from written text: put a written token (such as \"= \" or a slot) right before {answer}", { file: t.template.file, field: `rows[${i}]` });
     }
-    const stop = [...(decode.stop ?? []), ...(closing === "" ? [] : [closing])];
-    const request = { ...decode, maxNewTokens, stop, inputIds: [row.inputIds[last]] };
+    const base = { inputIds: [row.inputIds[last]], stop, droppedTurns: row.droppedTurns };
     if (last === 0) {
-      requests.push(request);
+      rows.push(base);
       continue;
     }
     // Everything before the last token as embeddings: written tokens' own, soft vectors from the table.
@@ -110,21 +123,27 @@ export async function generateWithTemplate(
       if (s >= 0) embeddings.set(table!.subarray(s * d, (s + 1) * d), p * d);
     });
     const id = `template:${createHash("sha256").update(new Uint8Array(embeddings.buffer)).digest("hex").slice(0, 24)}`;
-    requests.push({ ...request, prompt: { id, embeddings } });
+    rows.push({ ...base, prompt: { id, embeddings } });
   }
-  const generations = await generate(lm, tokenizer, requests, { promptCache: new PromptCache(lm, Math.max(1, requests.length)), addSpecialTokens: false });
-  return { generations, droppedTurns };
+  return rows;
 }
 
+type Embedder = (ids: readonly number[]) => Promise<Float32Array>;
+/** One compiled embedding program per model (a server renders every request through it). */
+const embedders = new WeakMap<CausalLM, Promise<Embedder>>();
+
 /** Token ids → their input embeddings [n, d] as the model computes them (any scaling included). */
-async function tokenEmbedder(lm: CausalLM): Promise<(ids: readonly number[]) => Promise<Float32Array>> {
-  const ids = o.input("ids", "int64", [1, "n"]);
-  const program = await Program.compile({ embeds: lm.embed(ids) });
-  const weights = lm.weights.feeds();
-  return async (tokens) => {
-    const out = await program.run({ ...weights, ids: { data: BigInt64Array.from(tokens, BigInt), dims: [1, tokens.length] } });
-    return (out.embeds.data as Float32Array).slice();
-  };
+function tokenEmbedder(lm: CausalLM): Promise<Embedder> {
+  let embedder = embedders.get(lm);
+  if (embedder === undefined) {
+    const ids = o.input("ids", "int64", [1, "n"]);
+    embedder = Program.compile({ embeds: lm.embed(ids) }).then((program) => async (tokens: readonly number[]) => {
+      const out = await program.run({ ...lm.weights.feeds(), ids: { data: BigInt64Array.from(tokens, BigInt), dims: [1, tokens.length] } });
+      return (out.embeds.data as Float32Array).slice();
+    });
+    embedders.set(lm, embedder);
+  }
+  return embedder;
 }
 
 /** A tokenize step for the train workflow: every row through the template, nothing cut (dropped chat turns counted). */
