@@ -116,10 +116,7 @@ describe("annotate and train --feedback", () => {
     await expect(train({ model: MODEL, data: trainData, feedback: unreviewed, output: join(work, "run2"), steps: 1 })).rejects.toThrow(`${unreviewed}, field "verdict": no reviewed answers yet`);
   });
 
-  it("the CLI prints one JSON object, and a bad review file as an error naming its file, line and field", async () => {
-    const ok = await cli(["annotate", "--model", MODEL, "--data", data, "--output", review, "--json"]);
-    expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ output: review, items: 4, generated: 0 });
+  it("the CLI prints a bad review file as one JSON error naming its file, line and field", async () => {
     const bad = join(work, "bad-review.jsonl");
     writeFileSync(bad, readFileSync(review, "utf8").replace('"verdict":"good"', '"verdict":"fine"'));
     const r = await cli(["annotate", "--model", MODEL, "--data", data, "--output", bad, "--json"]);
