@@ -26,6 +26,7 @@ import { evaluateTask, type Prompting, type TaskEvalResult } from "./eval/task.j
 import { objectiveWeightsOf, trainingObjective } from "./objective/combine.js";
 import { type ClassifyReport, classify, readVerbalizer } from "./eval/classify.js";
 import { layoutOf, readTemplate } from "./peft/template/index.js";
+import { TEMPLATE_PEFT_TYPE } from "./peft/template/config.js";
 import { type TemplateAdapter, codeValueSettings, evaluateTemplate, generateWithTemplate, loadTemplateAdapter, parseCodeFlags, plainTemplate, templateTokenizer } from "./template/index.js";
 import { checkData, type DataCheckReport } from "./data/check.js";
 import { loadTokenizer } from "./tokenizer/index.js";
@@ -65,6 +66,21 @@ export async function loadSoftPrompt(adapterDir: string, model: Model, modelName
       checkLoraAdapter(model.lm, adapter.config as LoraConfig, adapter.params, adapterDir);
       return { adapter, prompt: { id, modules: canonicalModules(model.lm, form.modules) }, numVirtual: 0, warnings };
   }
+}
+
+/** A template adapter as a server holds it: requests render through its template (src/template), so it has no one prompt for every row. */
+export interface LoadedTemplate {
+  adapter: Adapter;
+  template: TemplateAdapter;
+  warnings: string[];
+}
+
+/** What a server serves of an adapter folder: a template adapter through its template; any other as `loadSoftPrompt` loads it. */
+export async function loadServable(adapterDir: string, model: Model, modelName: string): Promise<LoadedAdapter | LoadedTemplate> {
+  const template = await loadTemplateAdapter(adapterDir, model.tokenizer);
+  // {soft:N}{input}{answer} is saved as prompt tuning and is served as one (the same rows).
+  if (template?.adapter === undefined || template.adapter.config.peft_type !== TEMPLATE_PEFT_TYPE) return loadSoftPrompt(adapterDir, model, modelName);
+  return { adapter: template.adapter, template, warnings: checkAdapterFits(template.adapter, baseModelOf(model, modelName), adapterDir) };
 }
 
 /** Where warnings go when a caller gives no `onWarning`: Node's warning channel (stderr). */

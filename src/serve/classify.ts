@@ -22,12 +22,14 @@ export async function classify(ctx: ServeContext, raw: unknown): Promise<{ label
     if (ids.length === 0) fail("usage", "the choice encodes to no tokens", { field: `choices[${i}]` });
     return ids;
   });
-  const numVirtual = resolved.adapter?.loaded.numVirtual ?? 0;
+  const loaded = resolved.adapter?.loaded;
+  if (loaded !== undefined && "template" in loaded) fail("usage", `${resolved.label} is a template adapter: classify does not render templates; use /v1/completions`, { field: "model" });
+  const numVirtual = loaded?.numVirtual ?? 0;
   const needed = numVirtual + inputIds.length + Math.max(...choices.map((c) => c.length));
   if (needed > ctx.limits.contextLength) {
     serveFail("context_length_exceeded", `the model's context is ${ctx.limits.contextLength} tokens, but the input with its longest choice${numVirtual > 0 ? ` and ${numVirtual} virtual tokens` : ""} needs ${needed}`, "input");
   }
-  const { best, scores } = await scoreChoices(lm, { inputIds, choices, prompt: resolved.adapter?.loaded.prompt }, { promptCache: ctx.promptCache, padTokenId: tokenizer.padTokenId });
+  const { best, scores } = await scoreChoices(lm, { inputIds, choices, prompt: loaded?.prompt }, { promptCache: ctx.promptCache, padTokenId: tokenizer.padTokenId });
   const max = Math.max(...scores.map((s) => s.logLikelihood));
   const weights = scores.map((s) => Math.exp(s.logLikelihood - max));
   const total = weights.reduce((a, b) => a + b, 0);

@@ -10,7 +10,9 @@ import { randomInt, randomUUID } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { DecodeOptions, Generation } from "../infer/engine.js";
 import { checkIds } from "../infer/layout.js";
-import type { PromptState } from "../infer/kv-cache.js";
+import type { PromptState, SoftPrompt } from "../infer/kv-cache.js";
+import type { Example } from "../data/index.js";
+import { templateEngineRows } from "../template/index.js";
 import { fail } from "../util/errors.js";
 import type { ServeContext } from "./context.js";
 import { ServeError, serveFail, toHttpError } from "./errors.js";
@@ -31,6 +33,8 @@ interface Job {
   resolved: ResolvedModel;
   /** One per prompt (chat: one). */
   inputs: number[][];
+  /** A template adapter's: each input's own rendered prefix (the input is then its last written token). */
+  prompts?: (SoftPrompt | undefined)[];
   n: number;
   decode: DecodeOptions;
   stream: boolean;
@@ -42,25 +46,28 @@ export function paramOf(kind: Kind) {
   return (field: string): string => {
     if (field.endsWith("maxNewTokens")) return "max_tokens";
     if (field.endsWith("inputIds") || field === "chat_template") return kind === "chat" ? "messages" : "prompt";
+    if (field.startsWith("--code")) return "codes";
     return field;
   };
 }
 
 export async function handleGeneration(ctx: ServeContext, kind: Kind, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const arrived = performance.now();
-  const job = prepare(ctx, kind, request.body);
+  const job = await prepare(ctx, kind, request.body);
   const { scheduler, metrics } = ctx;
   const label = job.resolved.label;
   requestNotes.set(request, { adapter: label });
   scheduler.reserve(job.inputs.length * job.n);
   metrics.promptTokens.inc({ adapter: label }, job.inputs.reduce((s, ids) => s + ids.length, 0));
-  const prompt = job.resolved.adapter === undefined ? undefined : ctx.promptCache.get(job.resolved.adapter.loaded.prompt);
+  const loaded = job.resolved.adapter?.loaded;
+  const shared = loaded === undefined || "template" in loaded ? undefined : ctx.promptCache.get(loaded.prompt);
+  const prompts = job.inputs.map((_, p) => (job.prompts?.[p] === undefined ? shared : ctx.promptCache.get(job.prompts[p]!)));
   const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID().replaceAll("-", "")}`;
   const created = Math.floor(Date.now() / 1000);
   const out = job.stream ? sseWriter(reply, job, id, created) : undefined;
 
   let firstToken = true;
-  const run = runRows(ctx, job, prompt, {
+  const run = runRows(ctx, job, prompts, {
     onToken: () => {
       if (firstToken) metrics.timeToFirstToken.observe({ adapter: label }, (performance.now() - arrived) / 1000);
       firstToken = false;
@@ -90,14 +97,24 @@ export async function handleGeneration(ctx: ServeContext, kind: Kind, request: F
   }
 }
 
-/** Check the body against the limits and the model, and tokenize it. */
-function prepare(ctx: ServeContext, kind: Kind, raw: unknown): Job {
+/** Check the body against the limits and the model, and tokenize it (a template adapter's: render it). */
+async function prepare(ctx: ServeContext, kind: Kind, raw: unknown): Promise<Job> {
   const { model, limits } = ctx;
   const body = kind === "chat" ? parseBody<ChatBody>(chatSchema, raw) : parseBody<CompletionBody>(completionSchema, raw);
   const resolved = resolveModel(body.model, ctx.baseId, ctx.registry);
   const tokenizer = model.tokenizer;
+  const loaded = resolved.adapter?.loaded;
+  const template = loaded !== undefined && "template" in loaded ? loaded.template : undefined;
+  if (body.codes !== undefined && template === undefined) fail("usage", "codes choose a template adapter's learned control codes; this model has none", { field: "codes" });
   let inputs: number[][];
-  if ("messages" in body) {
+  let prompts: (SoftPrompt | undefined)[] | undefined;
+  let closing: string[] = [];
+  if (template !== undefined) {
+    const rows = await templateEngineRows(model.lm, tokenizer, template, templateExamples(body), { codes: new Map(Object.entries(body.codes ?? {})), maxLength: limits.contextLength - 1 });
+    inputs = rows.map((r) => r.inputIds);
+    prompts = rows.map((r) => r.prompt);
+    closing = rows[0]?.stop ?? [];
+  } else if ("messages" in body) {
     const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("") }));
     const text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
     inputs = [tokenizer.encode(text, { addSpecialTokens: false })];
@@ -118,7 +135,7 @@ function prepare(ctx: ServeContext, kind: Kind, raw: unknown): Job {
   const maxParam = kind === "chat" && body.max_tokens == null && "max_completion_tokens" in body && body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const asked = body.max_tokens ?? ("max_completion_tokens" in body ? body.max_completion_tokens : undefined) ?? undefined;
   if (asked != null && asked > limits.maxTokens) fail("usage", `${maxParam} is ${asked}, over this server's limit of ${limits.maxTokens}`, { field: maxParam });
-  const numVirtual = resolved.adapter?.loaded.numVirtual ?? 0;
+  const numVirtual = prompts !== undefined ? Math.max(...prompts.map((p) => (p === undefined ? 0 : p.embeddings.length / model.config.hiddenSize))) : loaded !== undefined && !("template" in loaded) ? loaded.numVirtual : 0;
   const longest = Math.max(...inputs.map((ids) => ids.length));
   const room = limits.contextLength - numVirtual - longest;
   const used = `${numVirtual > 0 ? `${numVirtual} virtual tokens + ` : ""}${longest} in the ${param}`;
@@ -130,7 +147,8 @@ function prepare(ctx: ServeContext, kind: Kind, raw: unknown): Job {
   if (maxNewTokens > room) {
     serveFail("context_length_exceeded", `the model's context is ${limits.contextLength} tokens, but ${used} + ${maxNewTokens} to generate (${maxParam}) would need ${limits.contextLength - room + maxNewTokens}`, maxParam);
   }
-  const stop = body.stop == null ? undefined : typeof body.stop === "string" ? [body.stop] : body.stop;
+  const askedStop = body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
+  const stop = askedStop.length + closing.length === 0 ? undefined : [...askedStop, ...closing];
   const decode: DecodeOptions = {
     maxNewTokens,
     temperature: body.temperature ?? 1, // OpenAI's default: sampling
@@ -141,7 +159,18 @@ function prepare(ctx: ServeContext, kind: Kind, raw: unknown): Job {
     // No seed: a fresh one, as OpenAI samples differently each time.
     seed: body.seed ?? randomInt(2 ** 47),
   };
-  return { kind, model: body.model, resolved, inputs, n, decode, stream: body.stream ?? false, includeUsage: body.stream_options?.include_usage ?? false };
+  return { kind, model: body.model, resolved, inputs, prompts, n, decode, stream: body.stream ?? false, includeUsage: body.stream_options?.include_usage ?? false };
+}
+
+/** A request as rows for a template: each text prompt fills {input}; a chat is a chat row (earlier turns as context). */
+function templateExamples(body: ChatBody | CompletionBody): Example[] {
+  if ("messages" in body) {
+    const messages = body.messages.map((m) => ({ role: m.role === "developer" ? ("system" as const) : m.role, content: typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("") }));
+    return [{ kind: "chat", messages }];
+  }
+  const texts = typeof body.prompt === "string" ? [body.prompt] : body.prompt;
+  if (!texts.every((t): t is string => typeof t === "string")) fail("usage", "a template adapter renders text: give the prompt as text, not token ids", { field: "prompt" });
+  return texts.map((text): Example => ({ kind: "prompt", prompt: text, completion: "", fields: { input: text } }));
 }
 
 interface RowHooks {
@@ -151,7 +180,7 @@ interface RowHooks {
 }
 
 /** Submit every row of a job; `done` gives their generations in choice order, or the first error (the other rows cancelled). */
-function runRows(ctx: ServeContext, job: Job, prompt: Promise<PromptState> | undefined, hooks: RowHooks): { done: Promise<Generation[]>; cancel(): void } {
+function runRows(ctx: ServeContext, job: Job, prompts: readonly (Promise<PromptState> | undefined)[], hooks: RowHooks): { done: Promise<Generation[]>; cancel(): void } {
   const tickets: Ticket[] = [];
   const results: Generation[] = [];
   let left = job.inputs.length * job.n;
@@ -180,7 +209,7 @@ function runRows(ctx: ServeContext, job: Job, prompt: Promise<PromptState> | und
       for (let i = 0; i < job.n; i++) {
         const index = p * job.n + i;
         const text = new TextStream(ctx.model.tokenizer, job.decode.stop);
-        const row = { ...job.decode, seed: job.decode.seed! + i, inputIds, prompt };
+        const row = { ...job.decode, seed: job.decode.seed! + i, inputIds, prompt: prompts[p] };
         tickets.push(
           ctx.scheduler.submit(row, {
             onToken: (token, last) => {

@@ -8,7 +8,7 @@
  */
 import { type FSWatcher, promises as fsp, watch } from "node:fs";
 import type { Model } from "../models/index.js";
-import { type LoadedAdapter, loadSoftPrompt } from "../workflows.js";
+import { type LoadedAdapter, type LoadedTemplate, loadServable } from "../workflows.js";
 import { type AdapterMetadata, type AdapterRef, listRegistry } from "./registry.js";
 import { serveFail } from "./errors.js";
 
@@ -16,7 +16,8 @@ export interface ServedAdapter {
   name: string;
   version: number;
   metadata: AdapterMetadata;
-  loaded: LoadedAdapter;
+  /** A template adapter renders each request through its template. */
+  loaded: LoadedAdapter | LoadedTemplate;
 }
 
 export interface LiveRegistryOptions {
@@ -122,7 +123,7 @@ export class LiveRegistry {
       if (this.seen.get(key) === identity) continue;
       this.seen.set(key, identity);
       try {
-        const loaded = await loadSoftPrompt(entry.dir, model, modelName);
+        const loaded = await loadServable(entry.dir, model, modelName);
         loaded.warnings.forEach((w) => log("warn", `registry: ${key}: ${w}`));
         if (!this.served.has(entry.name)) this.served.set(entry.name, new Map());
         this.served.get(entry.name)!.set(entry.version, { name: entry.name, version: entry.version, metadata: entry, loaded });

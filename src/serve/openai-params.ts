@@ -24,6 +24,8 @@ const sampling = {
   user: z.string().optional(),
   top_k: z.number().int().min(-1).optional(),
   repetition_penalty: z.number().gt(0).optional(),
+  /** softprompt's: a template adapter's learned control codes, {"TASK": "sort"} (README: Templates). */
+  codes: z.record(z.string(), z.string()).optional(),
 };
 
 export const completionSchema = z.strictObject({

@@ -21,7 +21,7 @@ import { parseWith, readJsonFile } from "../formats/json.js";
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, baseFingerprint } from "../peft/adapter.js";
 import { describeAdapter } from "../report/adapter-summary.js";
 import { loadModel } from "../models/index.js";
-import { baseModelOf, loadSoftPrompt } from "../workflows.js";
+import { baseModelOf, loadServable } from "../workflows.js";
 
 export const METADATA_FILE = "metadata.json";
 const STAGING = ".staging-";
@@ -115,7 +115,7 @@ export async function addAdapter(options: AddOptions): Promise<AddResult> {
   let fingerprint = summary.baseFingerprint;
   if (options.model !== undefined) {
     const model = await loadModel(options.model);
-    warnings = (await loadSoftPrompt(source, model, options.model)).warnings;
+    warnings = (await loadServable(source, model, options.model)).warnings;
     // Checked as far as it can be: record the model it was checked against.
     fingerprint ??= baseFingerprint(baseModelOf(model, options.model).embeddings);
   }
