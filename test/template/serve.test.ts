@@ -40,6 +40,13 @@ describe("serving a template adapter", () => {
     expect(json.choices[0].text).toBe(want.text);
   });
 
+  it("a chat renders as a chat row: its last user turn fills {input}", async () => {
+    const [want] = await generateText({ model: MODEL, adapter: run, inputs: ["3 1 4 2 = "], codes: ["TASK=sort"], maxNewTokens: 8 });
+    const { status, json } = await post("/v1/chat/completions", { model: "tasks", messages: [{ role: "user", content: "3 1 4 2 = " }], codes: { TASK: "sort" }, temperature: 0, max_tokens: 8 });
+    expect(status).toBe(200);
+    expect(json.choices[0].message.content).toBe(want.text);
+  });
+
   it("an unlearned or missing code, token-id prompts and classify are 400s naming what is wrong", async () => {
     const copy = await post("/v1/completions", { model: "tasks", prompt: "3 1 = ", codes: { TASK: "copy" }, max_tokens: 4 });
     expect([copy.status, copy.json.error.param]).toEqual([400, "codes"]);
