@@ -105,6 +105,8 @@ export type TrainOptions = Partial<TrainerSettings> & Partial<PromptTuningOption
   feedback?: string;
   /** Start over in an output folder that holds a run. */
   overwrite?: boolean;
+  /** A verbalizer file (label → words): labelled rows train by cross-entropy over the words; `init: "labels"` without labels starts from them. */
+  verbalizer?: string;
   /** Abort to stop after the current step with a checkpoint written (Ctrl-C). */
   signal?: AbortSignal;
   onStep?: (event: TrainEvent) => void;
@@ -121,8 +123,11 @@ export interface TrainSummary extends TrainResult {
 }
 
 export async function train(options: TrainOptions): Promise<TrainSummary> {
-  const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, feedback, ...withWeights } = options;
-  const [weights, settings] = objectiveWeightsOf(withWeights);
+  const { model: modelName, data, valid, output, resume, overwrite, signal, onStep, onLog, feedback, verbalizer, ...withWeights } = options;
+  // A verbalizer is read before anything loads or is written; its words start a prompt under --init labels without --label.
+  const words = verbalizer === undefined ? undefined : await readVerbalizer(verbalizer);
+  const labelInit = words !== undefined && withWeights.init === "labels" && withWeights.labels === undefined;
+  const [weights, settings] = objectiveWeightsOf(labelInit ? { ...withWeights, labels: [...words.values()].flat() } : withWeights);
   // --template alone means the template method; the template is read before anything loads or is written.
   const config = parseTrainConfig(settings.template !== undefined && settings.method === undefined ? { ...settings, method: "template" } : settings);
   const template = config.method === "template" ? readTemplate(config.methodOptions.template as string) : undefined;
@@ -150,7 +155,15 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   if (template !== undefined) fingerprints["--template"] = await fileDigest(config.methodOptions.template as string);
   if (feedback !== undefined) fingerprints["--feedback"] = await fileDigest(feedback);
   // Negatives, weights, rewards and pairs (src/objective/combine.ts); pairs are prepared before anything is written.
-  const objective = await trainingObjective({ lm: model.lm, tokenizer: model.tokenizer, weights, maxLength: config.maxLength, examples: [...split.train, ...split.valid], items: [...trainSet.items, ...validSet.items] });
+  const objective = await trainingObjective({
+    lm: model.lm,
+    tokenizer: model.tokenizer,
+    weights,
+    maxLength: config.maxLength,
+    examples: [...split.train, ...split.valid],
+    items: [...trainSet.items, ...validSet.items],
+    verbalizer: words === undefined ? undefined : { file: verbalizer!, words },
+  });
   const result = await trainAdapter({
     objective,
     lm: model.lm,

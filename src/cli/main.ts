@@ -93,6 +93,7 @@ const trainCommand = program
   .option("--json", "print one JSON object");
 for (const option of methodOptions()) trainCommand.addOption(option);
 for (const { flag, description, schema } of OBJECTIVE_FLAGS) trainCommand.option(`${flag} <x>`, description, schemaNumber(schema, flag));
+trainCommand.option("--verbalizer <file>", 'a JSON file mapping each label to its words: rows {"prompt" or "text", "label"} train by cross-entropy over the words; --init labels without --label starts from them');
 trainCommand.action(async (opts: Record<string, unknown>) => {
   const { model, data, valid, output, resume, overwrite, json, method } = opts;
   // An implication meant for another method (--init-text implies prompt tuning's --init text) is dropped where the chosen method lacks the option.
@@ -118,6 +119,7 @@ trainCommand.action(async (opts: Record<string, unknown>) => {
     ...trainerSettings,
     ...methodSettings,
     ...objectiveWeights,
+    verbalizer: opts.verbalizer as string | undefined,
     // --template without --method trains the template method.
     method: (trainCommand.getOptionValueSource("method") === "default" && methodSettings.template !== undefined ? "template" : method) as string,
     model: model as string,

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import * as o from "../../src/graph/ops.js";
 import { Program } from "../../src/runtime/session.js";
 import { dpoLoss, logSigmoid, rowSums, tokenLogp, unlikelihood } from "../../src/objective/terms.js";
+import { verbalizerLoss } from "../../src/objective/verbalizer.js";
 import { gradCheck } from "../helpers/gradcheck.js";
 
 const TOL = 1e-6;
@@ -57,5 +58,20 @@ describe("loss terms: values", () => {
     const dpo = Array.from(out.dpo.data as Float32Array);
     expect(dpo[0]).toBeCloseTo(Math.log(1 + Math.exp(2 * 0.5)), 5); // margin (−1 − −1) − 0.5 = −0.5
     expect(dpo[1]).toBeCloseTo(Math.log(1 + Math.exp(-2 * 3.5)), 5);
+  });
+});
+
+describe("verbalizer cross-entropy: gradient against finite differences", () => {
+  it("over two rows, three labels with one or two words", async () => {
+    // 8 token positions; candidate k (of 2 rows × 4 words) averages some of them.
+    const K = 8;
+    const M = 8;
+    const rows = Array.from({ length: K * M }, (_, i) => (Math.floor(i / M) === i % M || (i % M === (Math.floor(i / M) + 1) % M && Math.floor(i / M) % 2 === 0) ? 0.5 : 0));
+    const groups = [[0, 1], [1, 3], [3, 4]] as const;
+    const { maxRelError } = await gradCheck(
+      ([logp, cands, targets]) => verbalizerLoss(logp, cands, groups, targets),
+      [{ shape: [M] }, { shape: [2, K / 2, M], fixed: { dtype: "float64", data: rows } }, { shape: [2], fixed: { dtype: "int64", data: [1, 2] } }],
+    );
+    expect(maxRelError).toBeLessThan(TOL);
   });
 });
