@@ -6,6 +6,7 @@ import { loadModel } from "../../src/models/index.js";
 import { parseJsonl } from "../../src/data/index.js";
 import { calibrate, classify, parseVerbalizer, verbalizerTokens } from "../../src/eval/classify.js";
 import { SoftpromptError } from "../../src/util/errors.js";
+import { errorOf } from "../helpers/errors.js";
 
 const MODEL = fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url));
 const NAMES = ["one", "two", "three"];
@@ -18,16 +19,6 @@ function rows(tag: string) {
     return JSON.stringify({ prompt: `${tag}${digits.join(" ")} = `, label: NAMES[last - 1] });
   });
   return parseJsonl(lines.join("\n"), "rows.jsonl");
-}
-
-function errorOf(run: () => unknown): SoftpromptError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SoftpromptError);
-    return err as SoftpromptError;
-  }
-  throw new Error("expected a SoftpromptError");
 }
 
 describe("classify by verbalizer words", () => {

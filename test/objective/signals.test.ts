@@ -1,17 +1,7 @@
 // Per-row signals are checked when a row is read: a bad one fails naming file, line and field.
 import { describe, expect, it } from "vitest";
 import { parseCsvExamples, parseJsonl, rowSignals } from "../../src/data/index.js";
-import { SoftpromptError } from "../../src/util/errors.js";
-
-function errorOf(run: () => unknown): SoftpromptError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SoftpromptError);
-    return err as SoftpromptError;
-  }
-  throw new Error("expected a SoftpromptError");
-}
+import { errorOf } from "../helpers/errors.js";
 
 const jsonl = (...rows: object[]) => rows.map((r) => JSON.stringify(r)).join("\n");
 const ok = { prompt: "1 2 = ", completion: "2 1" };
