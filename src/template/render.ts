@@ -68,8 +68,8 @@ function fitTurns<R extends { inputIds: number[] }>(example: Example, options: R
     const row = render((turns) => dropOldest(turns, dropped));
     if (row.inputIds.length <= options.maxLength) return { ...row, droppedTurns: dropped };
     if (dropped >= droppable) {
-      const dropped = droppable > 0 ? ` even with all ${droppable} earlier turns dropped` : "";
-      return fail("data", `the row through the template is ${row.inputIds.length} tokens${dropped}, more than maxLength ${options.maxLength}; shorten it or raise maxLength (template rows are never cut)`, placeOf(example));
+      const note = droppable > 0 ? ` even with all ${droppable} earlier turns dropped` : "";
+      return fail("data", `the row through the template is ${row.inputIds.length} tokens${note}, more than maxLength ${options.maxLength}; shorten it or raise maxLength (template rows are never cut)`, placeOf(example));
     }
   }
 }
