@@ -11,8 +11,9 @@
  * as itself (src/objective/verbalizer.ts). `units` count each term's own: the labelled tokens that carry a
  * token term (positive rows when lmWeight > 0, negative ones when unlikelihoodWeight > 0), one per pair
  * under DPO, one per labelled row under the verbalizer. A count of the batch's own units, so batches
- * combine by counts and the dataset's loss does not depend on batch size or padding. The reward weighting is reward-weighted regression's
- * exp(r / τ) (Peters & Schaal 2007): always positive, so a low reward learns less, never unlearns.
+ * combine by counts and the dataset's loss does not depend on batch size or padding. The reward weighting
+ * is reward-weighted regression's exp(r / τ) (Peters & Schaal 2007): always positive, so a low reward
+ * learns less, never unlearns.
  */
 import { z } from "zod";
 import type { Value } from "../graph/ir.js";
@@ -54,8 +55,8 @@ export const OBJECTIVE_FLAGS: readonly { key: keyof ObjectiveWeights; flag: stri
   { key: "verbalizerWeight", flag: "--verbalizer-weight", description: "weight of the cross-entropy over --verbalizer words on labelled rows (default 1 with --verbalizer)", schema: z.number().nonnegative() },
 ];
 
-/** The weights differ from the plain LM loss's, or the data carries signals the plain loss would ignore. */
-export function needsCombined(weights: ObjectiveWeights): boolean {
+/** The weights differ from the plain LM loss's. */
+function needsCombined(weights: ObjectiveWeights): boolean {
   return weights.lmWeight !== 1 || weights.unlikelihoodWeight !== 0 || weights.dpoWeight !== 0 || weights.verbalizerWeight !== 0;
 }
 
@@ -182,7 +183,7 @@ function checkWeights(weights: ObjectiveWeights): void {
   }
   if (weights.dpoBeta <= 0) fail("usage", `DPO's β must be positive, got ${weights.dpoBeta}`, { field: "dpoBeta" });
   if (weights.rewardTemperature <= 0) fail("usage", `the reward temperature must be positive, got ${weights.rewardTemperature}`, { field: "rewardTemperature" });
-  if (weights.lmWeight === 0 && weights.unlikelihoodWeight === 0 && weights.dpoWeight === 0) fail("usage", "every term's weight is 0: nothing to train", { field: "lmWeight" });
+  if (weights.lmWeight === 0 && weights.unlikelihoodWeight === 0 && weights.dpoWeight === 0 && weights.verbalizerWeight === 0) fail("usage", "every term's weight is 0: nothing to train", { field: "lmWeight" });
 }
 
 /** Split the objective's weights (ObjectiveWeights' keys, each optional) from the other training settings. */

@@ -61,6 +61,20 @@ describe("the combined objective", () => {
     expect(await datasetLoss(model, combinedObjective({ ...DEFAULT_WEIGHTS, lmWeight: 0, dpoWeight: 1 }, pairs), pairItems, 1)).toBeCloseTo(Math.log(2), 5);
   });
 
+  it("refuses weights that train nothing, a negative weight, and the verbalizer's weight without a verbalizer", () => {
+    const message = (weights: Partial<typeof DEFAULT_WEIGHTS>) => {
+      try {
+        combinedObjective({ ...DEFAULT_WEIGHTS, ...weights });
+      } catch (err) {
+        return (err as SoftpromptError).message;
+      }
+      return "accepted";
+    };
+    expect(message({ lmWeight: 0 })).toBe('field "lmWeight": every term\'s weight is 0: nothing to train');
+    expect(message({ dpoWeight: -1 })).toBe('field "dpoWeight": expected a finite number ≥ 0, got -1');
+    expect(message({ verbalizerWeight: 1 })).toBe('field "--verbalizer-weight": the verbalizer\'s cross-entropy needs a verbalizer (--verbalizer FILE)');
+  });
+
   it("refuses a DPO run on a row that is not a pair, naming its line", async () => {
     const model = await loadModel(MODEL);
     const examples = rows();
