@@ -1,8 +1,8 @@
 // `npm run bench -- quantize`: weight-only quantisation (--quantize int8|int4) against float32.
-// Speed: greedy decode tokens/s on the GPT-2-small shape (random weights), float32, int8 and int4 one after another
-// (each in a process of its own: quantize-child.ts).
+// Speed: greedy decode tokens/s on the GPT-2-small shape (random weights), float32, int8 and int4 side by side in one
+// process. Memory: each mode in a process of its own (quantize-child.ts): its weights' bytes, RSS after decoding, peak RSS.
 // Quality: on the golden tiny models and examples/models/tiny-tasks, how far each completion token's log-probability,
-// the mean loss and greedy tokens move from float32. Memory: each mode's weights' bytes, its final and peak RSS.
+// the mean loss and greedy tokens move from float32.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -13,6 +13,8 @@ import { generate } from "../src/infer/generate.js";
 import { scoreCompletions } from "../src/infer/score.js";
 import { type QuantizeMode, quantizeModel } from "../src/quantize/index.js";
 import { Rng } from "../src/util/rng.js";
+import { buildModel } from "../src/models/build.js";
+import { median, randomWeights, shapeConfig } from "./common.js";
 
 const MODES: (QuantizeMode | "float32")[] = ["float32", "int8", "int4"];
 const GOLDEN = ["gpt2", "llama", "qwen2"].map((arch) => fileURLToPath(new URL(`../test/fixtures/golden/${arch}/model/`, import.meta.url)));
@@ -81,11 +83,40 @@ async function quality() {
   return out;
 }
 
+/** Decode tokens/s: `rows` rows, a 32-token prefill, then `steps` greedy steps (the prefill's time taken off). */
+async function decodeSpeed(lm: CausalLM, rows: number, steps: number): Promise<number> {
+  const rng = new Rng(9);
+  const inputs = Array.from({ length: rows }, () => Array.from({ length: 32 }, () => rng.int(lm.config.vocabSize)));
+  const t0 = performance.now();
+  await greedyTokens(lm, inputs, 1);
+  const prefill = performance.now() - t0;
+  const t1 = performance.now();
+  await greedyTokens(lm, inputs, steps + 1);
+  return (rows * steps) / ((performance.now() - t1 - prefill) / 1000);
+}
+
+/** Tokens/s per mode and batch size: the three models side by side, in turn, three rounds; the median of each. */
+async function speed() {
+  const config = shapeConfig("gpt2-small");
+  const float = buildModel(config, randomWeights(config));
+  const models = { float32: float, int8: quantizeModel(float, "int8"), int4: quantizeModel(float, "int4") };
+  for (const lm of Object.values(models)) await greedyTokens(lm, [[1, 2]], 2); // compile prefill and step
+  const runs: Record<string, number[]> = {};
+  for (let round = 0; round < 3; round++) {
+    for (const [mode, lm] of Object.entries(models)) {
+      for (const rows of [1, 8]) (runs[`${mode} batch ${rows}`] ??= []).push(await decodeSpeed(lm, rows, 16));
+    }
+  }
+  return Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
+}
+
 export async function benchQuantize() {
-  // Each mode in a process of its own, one after another, so that memory numbers do not mix.
+  const load_average_before = loadavg();
+  const tokens_per_s = await speed();
+  // Memory: each mode in a process of its own, so that the numbers do not mix.
   const child = fileURLToPath(new URL("./quantize-child.ts", import.meta.url));
-  const decode = Object.fromEntries(
+  const memory = Object.fromEntries(
     MODES.map((mode) => [mode, JSON.parse(execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", child, mode], { encoding: "utf8" })) as object]),
   );
-  return { shape: "gpt2-small", decode, quality: await quality(), load_average: loadavg() };
+  return { shape: "gpt2-small", decode_tokens_per_s: tokens_per_s, memory, quality: await quality(), load_average_before, load_average: loadavg() };
 }
