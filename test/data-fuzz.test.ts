@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { parseCsvExamples, parseJsonl, rowSignals } from "../src/data/index.js";
 import { SoftpromptError } from "../src/util/errors.js";
+import { parseVerbalizer } from "../src/eval/classify.js";
 
 const FILE = "fuzz.jsonl";
 const KEYS = ["prompt", "completion", "text", "messages", "chosen", "rejected", "negative", "weight", "reward", "label", "role", "content"];
@@ -73,6 +74,22 @@ describe("the data loader under fuzzing", () => {
         expectLoaderResult(() => parseCsvExamples(text, "fuzz.csv"), "fuzz.csv", text.split(/\r\n|\n|\r/).length);
       }),
       { numRuns: 1000, seed: 17 },
+    );
+  });
+
+  it("a verbalizer: any JSON value parses or fails with the file (and the label, for a bad word list)", () => {
+    const words = fc.oneof(fc.string(), fc.array(fc.oneof(fc.string(), fc.integer(), fc.constant(null)), { maxLength: 3 }), fc.jsonValue({ maxDepth: 1 }));
+    fc.assert(
+      fc.property(fc.oneof(fc.dictionary(fc.string(), words, { maxKeys: 4 }), fc.jsonValue()), (value) => {
+        try {
+          const verbalizer = parseVerbalizer(value, "v.json");
+          for (const ws of verbalizer.values()) expect(ws.length).toBeGreaterThan(0);
+        } catch (err) {
+          expect(err).toBeInstanceOf(SoftpromptError);
+          expect((err as SoftpromptError).place.file).toBe("v.json");
+        }
+      }),
+      { numRuns: 1000, seed: 19 },
     );
   });
 });
