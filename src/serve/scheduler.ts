@@ -138,7 +138,12 @@ export class Scheduler {
     for (;;) {
       // Let the event loop take in requests that arrived during the last step, so they join this one
       // together instead of trickling in one step at a time.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await nextTurn();
+      // An idle engine first lets a burst of requests finish arriving, so they prefill as one batch, not in waves.
+      for (let seen = -1; this.running.size === 0 && this.waiting.length > seen && this.waiting.length < this.limits.maxBatchSize; ) {
+        seen = this.waiting.length;
+        await nextTurn();
+      }
       this.admit();
       if (this.running.size === 0) return;
       this.metrics?.batchSize.observe(this.running.size);
@@ -190,4 +195,9 @@ export class Scheduler {
     if (this.looping || this.waiting.length > 0) return;
     for (const resolve of this.idle.splice(0)) resolve();
   }
+}
+
+/** One turn of the event loop: the I/O that arrived meanwhile (requests, cancels) is handled first. */
+function nextTurn(): Promise<void> {
+  return new Promise<void>((resolve) => setImmediate(resolve));
 }
