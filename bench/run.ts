@@ -1,4 +1,4 @@
-// `npm run bench -- [engine] [load] [train] [serve] [distill] [methods] [quantize] [profile train|decode]`: runs the named
+// `npm run bench -- [engine] [load] [train] [serve] [distill] [methods] [decode] [quantize] [profile train|decode]`: runs the named
 // benchmarks (all but profile by default), each in a process of its own so peak-memory numbers do not mix, and writes each
 // result to bench/results/<name>.json (profile: profile-<kind>.json).
 import { execFileSync } from "node:child_process";
@@ -15,6 +15,7 @@ const benches: Record<string, () => Promise<object>> = {
   serve: async () => (await import("./serve.js")).benchServe(),
   distill: async () => (await import("./distill.js")).benchDistill(),
   methods: async () => (await import("./methods.js")).benchMethods(),
+  decode: async () => (await import("./decode.js")).benchDecode(),
   quantize: async () => (await import("./quantize.js")).benchQuantize(),
   profile: async () => (await import("./profile.js")).benchProfile(profileKind),
 };

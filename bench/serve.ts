@@ -8,7 +8,7 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, promises as fsp } from "node:fs";
 import { createInterface } from "node:readline";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
@@ -192,6 +192,7 @@ async function benchWorkload(w: Workload) {
       levels[`clients_${clients}`] = {
         clients,
         ...summary,
+        loadavg_1min: Number(loadavg()[0].toFixed(2)), // the machine is shared: a level run under more load is slower
         speedup_vs_one_at_a_time: Number((summary.tokens_per_s / alone).toFixed(2)),
         ...(clients === 1 ? { lost: outcomes.filter((o) => o === undefined || o.error !== undefined).length } : compare(reference, outcomes)),
       };
