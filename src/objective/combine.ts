@@ -3,7 +3,7 @@
  *
  *     loss = ( lmWeight · Σ_positive-tokens w_row · e^(reward_row / τ) · −log p
  *            + unlikelihoodWeight · Σ_negative-tokens w_row · −log(1 − p)
- *            + dpoWeight · Σ_pairs DPO(pair)
+ *            + dpoWeight · Σ_pairs w_pair · DPO(pair)
  *            + verbalizerWeight · Σ_labelled-rows CE(label | verbalizer words) ) / units
  *
  * A row is negative when it says `"negative": true`, and a pair's rejected completion is a negative row of
@@ -77,7 +77,7 @@ export function combinedObjective(weights: ObjectiveWeights, pairs: Pairs = new 
   const pairsOf = (items: readonly TokenizedExample[]) =>
     items.flatMap((item, row) => {
       const pair = pairs.get(item);
-      return pair === undefined ? [] : [{ row, rejectedRow: items.indexOf(pair.rejected), margin: pair.referenceMargin }];
+      return pair === undefined ? [] : [{ row, rejectedRow: items.indexOf(pair.rejected), margin: pair.referenceMargin, weight: rowSignals(item.fields).weight }];
     });
 
   return {
@@ -93,7 +93,8 @@ export function combinedObjective(weights: ObjectiveWeights, pairs: Pairs = new 
       if (dpoWeight > 0) {
         const chosen = rowSums(logp, o.input("chosen_rows", "float32", ["pairs", "labels"]));
         const rejected = rowSums(logp, o.input("rejected_rows", "float32", ["pairs", "labels"]));
-        total = o.add(total, o.mul(o.reduceSum(dpoLoss(chosen, rejected, o.input("reference_margin", "float32", ["pairs"]), dpoBeta), [0]), dpoWeight));
+        const perPair = o.mul(dpoLoss(chosen, rejected, o.input("reference_margin", "float32", ["pairs"]), dpoBeta), o.input("pair_weight", "float32", ["pairs"]));
+        total = o.add(total, o.mul(o.reduceSum(perPair, [0]), dpoWeight));
       }
       if (labelled.size > 0) {
         const words = verbalized!.groups.at(-1)![1];
@@ -131,6 +132,7 @@ export function combinedObjective(weights: ObjectiveWeights, pairs: Pairs = new 
         feeds.chosen_rows = rowMatrix(base, rowPairs.length, (r) => chosenAt.get(r) ?? -1);
         feeds.rejected_rows = rowMatrix(base, rowPairs.length, (r) => rejectedAt.get(r) ?? -1);
         feeds.reference_margin = { data: Float32Array.from(rowPairs, (p) => p.margin), dims: [rowPairs.length] };
+        feeds.pair_weight = { data: Float32Array.from(rowPairs, (p) => p.weight), dims: [rowPairs.length] };
       }
       if (labelled.size > 0) {
         const at = new Map(candidates.map((row, k) => [row, k]));

@@ -21,6 +21,7 @@ const ROWS = [
   { prompt: "sort: 3 1 2 = ", completion: "1 2 3", weight: 2.5 },
   { prompt: "copy: 7 0 = ", completion: "7 0", reward: -1.5 },
   { prompt: "increment: 1 8 = ", chosen: "2 9", rejected: "2 8 8" },
+  { prompt: "sort: 4 1 = ", chosen: "1 4", rejected: "4 1", weight: 0.5 },
 ];
 const rows = (...extra: object[]) => parseJsonl([...ROWS, ...extra].map((r) => JSON.stringify(r)).join("\n"), "rows.jsonl");
 
@@ -52,13 +53,13 @@ describe("the combined objective", () => {
     const examples = rows();
     const { items } = tokenizeExamples(examples, model.tokenizer, { maxLength: 64 });
     const pairs = await preparePairs(examples, items, model.tokenizer, { maxLength: 64, reference: model.lm });
-    expect(pairs.size).toBe(1);
+    expect(pairs.size).toBe(2);
     const tokenTerms = combinedObjective({ ...DEFAULT_WEIGHTS, unlikelihoodWeight: 0.5, dpoWeight: 2 }, pairs);
     const losses = await Promise.all([1, 2, 5].map((size) => datasetLoss(model, tokenTerms, items, size)));
     for (const loss of losses) expect(loss).toBeCloseTo(losses[0], 4);
-    // DPO alone is a mean over pairs: with the model as its own reference, every pair's loss is log 2.
+    // DPO alone is a mean over pairs: with the model as its own reference, every pair's loss is log 2, times its weight (1 and 0.5).
     const pairItems = items.filter((x) => pairs.has(x));
-    expect(await datasetLoss(model, combinedObjective({ ...DEFAULT_WEIGHTS, lmWeight: 0, dpoWeight: 1 }, pairs), pairItems, 1)).toBeCloseTo(Math.log(2), 5);
+    expect(await datasetLoss(model, combinedObjective({ ...DEFAULT_WEIGHTS, lmWeight: 0, dpoWeight: 1 }, pairs), pairItems, 1)).toBeCloseTo(((1 + 0.5) / 2) * Math.log(2), 5);
   });
 
   it("refuses weights that train nothing, a negative weight, and the verbalizer's weight without a verbalizer", () => {
@@ -89,8 +90,8 @@ describe("the combined objective", () => {
     const examples = rows({ prompt: "copy: 1 = ", chosen: "1", rejected: "\t" });
     const { items } = tokenizeExamples(examples, model.tokenizer, { maxLength: 64 });
     const err = await preparePairs(examples, items, model.tokenizer, { maxLength: 64 }).catch((e: unknown) => e);
-    expect((err as SoftpromptError).place).toEqual({ file: "rows.jsonl", line: 6, field: "rejected" });
-    expect((err as SoftpromptError).message).toBe('rows.jsonl:6, field "rejected": the rejected completion encodes to no tokens; expected text for the model to learn');
+    expect((err as SoftpromptError).place).toEqual({ file: "rows.jsonl", line: 7, field: "rejected" });
+    expect((err as SoftpromptError).message).toBe('rows.jsonl:7, field "rejected": the rejected completion encodes to no tokens; expected text for the model to learn');
   });
 
   it("records its weights in the checkpoint: a resume with other weights is refused, naming the flag", async () => {
