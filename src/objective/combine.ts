@@ -84,6 +84,7 @@ export function combinedObjective(weights: ObjectiveWeights, pairs: Pairs = new 
     name: "combined",
     settings: { ...weights, ...settings },
     expand: dpoWeight > 0 || unlikelihoodWeight > 0 || labelled.size > 0 ? (batch) => expandRows(batch, pairs, labelled) : undefined,
+    extraRows: [...rejectedOf.keys(), ...ownerOf.keys()],
     graph(lm, adaptation): LossGraph {
       const f = forwardGraph(lm, adaptation);
       const logp = tokenLogp(lm.lmHead(f.picked), f.labelTargets); // [M]

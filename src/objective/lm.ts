@@ -52,6 +52,8 @@ export interface Objective {
   graph(lm: CausalLM, adaptation?: Pick<Adaptation, "virtualEmbeds" | "past" | "hooks" | "spliceEmbeds">): LossGraph;
   /** The rows the graph runs for a batch, when they are more than the batch's (a pair's rejected completion); adaptations are fed these too. */
   expand?(batch: Batch): Batch;
+  /** Every row `expand` may add, so they are checked against the model's context with the data, before anything runs. */
+  readonly extraRows?: readonly { inputIds: readonly number[] }[];
   /** Every feed of `graph`'s own inputs (the text, positions, labels, and whatever the objective declared) for one batch. */
   feeds(batch: Batch<ArrayLike<number>>, graph: LossGraph): Record<string, Tensor>;
 }

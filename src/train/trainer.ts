@@ -114,7 +114,7 @@ export async function trainAdapter(run: TrainRun): Promise<TrainResult> {
   const adaptation = method.adapt(adapterConfig, inputs, lm, true);
   const objective = run.objective ?? lmObjective;
   const graph = objective.graph(lm, adaptation);
-  checkFitsContext(lm, graph.numVirtual, [...run.train, ...run.valid], run.flagOf ?? kebabFlag);
+  checkFitsContext(lm, graph.numVirtual, [...run.train, ...run.valid, ...(objective.extraRows ?? [])], run.flagOf ?? kebabFlag);
   const names = [...inputs.keys()].filter((n) => !params.get(n)!.frozen);
   const grads = grad(graph.loss, names.map((n) => inputs.get(n)!));
   const outputs = Object.fromEntries(names.map((n, i) => [`grad.${n}`, grads[i]]));

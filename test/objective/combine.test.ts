@@ -76,6 +76,19 @@ describe("the combined objective", () => {
     expect(message({ verbalizerWeight: 1 })).toBe('field "--verbalizer-weight": the verbalizer\'s cross-entropy needs a verbalizer (--verbalizer FILE)');
   });
 
+  it("checks the rows it adds against the model's context before training: a long rejected completion", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "softprompt-combined-context-"));
+    try {
+      const data = join(dir, "pairs.jsonl");
+      writeFileSync(data, JSON.stringify({ prompt: "reverse: 1 2 = ", chosen: "2 1", rejected: Array(40).fill("1").join(" ") }));
+      const err = await train({ model: MODEL, data, validFraction: 0, output: join(dir, "out"), steps: 1, numVirtualTokens: 20, maxLength: 60, unlikelihoodWeight: 1 }).catch((e: unknown) => e);
+      expect((err as SoftpromptError).message).toMatch(/^field "--num-virtual-tokens": 20 virtual tokens \+ the longest example's \d+ tokens = \d+ positions, but the model has 64/);
+      expect(existsSync(join(dir, "out", "checkpoint"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a DPO run on a row that is not a pair, naming its line", async () => {
     const model = await loadModel(MODEL);
     const examples = rows();
