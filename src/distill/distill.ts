@@ -31,8 +31,10 @@ import { pooledPrompt } from "./pooled.js";
 import { type Agreement, agreementWith, prefillSecondsPerRequest } from "./agreement.js";
 import { type DistillRecord, DISTILL_RECORD, writeAgreementChart } from "./report.js";
 
-export const INTO = ["prompt", "prefix"] as const;
+export const INTO = ["prompt", "prefix", "both"] as const;
 export type Into = (typeof INTO)[number];
+/** The form of one student. */
+export type Form = Exclude<Into, "both">;
 export const DISTILL_INITS = ["text", "pooled", "vocab"] as const;
 
 export interface DistillOptions {
@@ -47,7 +49,7 @@ export interface DistillOptions {
   /** Virtual tokens of the student (default 8); `sweep` trains one student per size instead. */
   numVirtualTokens?: number;
   sweep?: number[];
-  /** "prompt": K vectors before the input embeddings; "prefix": K keys/values per layer (a Cartridge). */
+  /** "prompt": K vectors before the input embeddings; "prefix": K keys/values per layer (a Cartridge); "both": per K, a prefix and the prompt of its bytes. */
   into?: Into;
   /** "text": start from the hard prompt (its first K token embeddings; a prefix: their prefill's keys/values); "pooled": the means of its K segments' embeddings (a prompt only); "vocab": sampled vocabulary (a prefix: N(0, 1)). */
   init?: (typeof DISTILL_INITS)[number];
@@ -75,7 +77,7 @@ export const DISTILL_DEFAULTS = { numVirtualTokens: 8, into: "prompt" as Into, i
 
 export interface StudentReport extends Agreement {
   numVirtualTokens: number;
-  into: Into;
+  into: Form;
   output: string;
   /** Size of the adapter's tensors on disk. */
   adapterBytes: number;
@@ -125,6 +127,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   checkSettings(o, sizes, options);
   const teacherText = await readTeacherText(options);
   const model = await loadModel(options.model);
+  const plan = studentsOf(o.into, sizes, model);
   const { lm, tokenizer } = model;
   const examples = await inputsOf(options.data);
   const split = options.valid !== undefined ? { train: examples, valid: await inputsOf(options.valid) } : splitTrainValid(examples, { validFraction: o.validFraction, seed: o.seed });
@@ -133,14 +136,15 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   const pair = (ex: Example) => ({ student: encode(inputText(ex)), teacher: encode(teacherText + inputText(ex)) });
   const trainPairs = split.train.map(pair);
   const heldPairs = split.valid.map(pair);
-  checkContext(model, [...trainPairs, ...heldPairs], sizes, o.maxNewTokens, teacherFlag(options));
+  checkContext(model, [...trainPairs, ...heldPairs], plan.map((s) => s.k), o.maxNewTokens, teacherFlag(options));
   const promptTokens = encode(teacherText).length;
-  if (o.init !== "vocab" && Math.max(...sizes) > promptTokens) {
-    const from = o.init === "pooled" ? "the means of K segments of the hard prompt" : o.into === "prefix" ? "the keys/values of the hard prompt's first K tokens" : "the hard prompt's first K tokens";
-    fail("usage", `the student starts from ${from}, but it has ${promptTokens}: use K ≤ ${promptTokens} or --init vocab`, { field: options.sweep === undefined ? "numVirtualTokens" : "sweep" });
+  const tooLong = plan.find((s) => s.k > promptTokens);
+  if (o.init !== "vocab" && tooLong !== undefined) {
+    const from = o.init === "pooled" ? "the means of K segments of the hard prompt" : tooLong.into === "prefix" ? "the keys/values of the hard prompt's first K tokens" : "the hard prompt's first K tokens";
+    fail("usage", `a ${tooLong.into} of ${tooLong.k} starts from ${from}, but it has ${promptTokens}: use K ≤ ${promptTokens} or --init vocab`, { field: options.sweep === undefined ? "numVirtualTokens" : "sweep" });
   }
   const completions = o.lmWeight > 0 ? completionRows(split.train, model, options.data) : undefined;
-  const outputs = sizes.map((k) => (options.sweep === undefined ? options.output : join(options.output, `k${k}`)));
+  const outputs = plan.map(({ into, k }) => (plan.length === 1 ? options.output : join(options.output, o.into === "both" ? `${into}-k${k}` : `k${k}`)));
   checkOutputsFree(outputs, options);
 
   // 2. The teacher's outputs: cached, or computed once and cached.
@@ -178,7 +182,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   const meanInput = mean(heldPairs.map((p) => p.student.length));
   const students: StudentReport[] = [];
   let interrupted = false;
-  for (const [i, k] of sizes.entries()) {
+  for (const [i, { into, k }] of plan.entries()) {
     const output = outputs[i];
     const started = performance.now();
     const result = await trainAdapter({
@@ -187,7 +191,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
       baseModelName: options.model,
       train: [...trainTargets.rows.map(distillExample), ...(completions ?? [])],
       valid: [],
-      config: parseTrainConfig({ ...(await methodSettings(o, k, teacherText, model, options.model, join(teacherDir, `pooled-k${k}`))), steps: o.steps, lr: o.lr ?? (o.into === "prompt" ? PROMPT_LR : undefined), batchSize: o.batchSize, seed: o.seed, saveEvery: Math.min(100, o.steps) }),
+      config: parseTrainConfig({ ...(await methodSettings(o, into, k, teacherText, model, options.model, join(teacherDir, `pooled-k${k}`))), steps: o.steps, lr: o.lr ?? (into === "prompt" ? PROMPT_LR : undefined), batchSize: o.batchSize, seed: o.seed, saveEvery: Math.min(100, o.steps) }),
       outputDir: output,
       resume: options.resume && existsSync(join(output, CHECKPOINT)),
       overwrite: options.overwrite,
@@ -207,11 +211,11 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
     const student = { adapter: loaded.adapter, prompt: loaded.prompt };
     const agreement = await agreementWith(lm, tokenizer, heldTargets, student, o.batchSize);
     const prefill = await prefillSecondsPerRequest(lm, tokenizer, heldPairs.map((p) => ({ inputIds: p.student, prompt: loaded.prompt })));
-    const record: DistillRecord = { teacherPromptSha256: promptSha256, teacherPromptTokens: promptTokens, into: o.into, numVirtualTokens: k, heldOut: heldPairs.length, ...agreement };
+    const record: DistillRecord = { teacherPromptSha256: promptSha256, teacherPromptTokens: promptTokens, into, numVirtualTokens: k, heldOut: heldPairs.length, ...agreement };
     await writeFileAtomic(join(output, DISTILL_RECORD), JSON.stringify(record, null, 2) + "\n");
     students.push({
       numVirtualTokens: k,
-      into: o.into,
+      into,
       output,
       adapterBytes: (await fsp.stat(join(output, ADAPTER_WEIGHTS))).size,
       steps: result.steps,
@@ -256,14 +260,28 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
 const DISTILL_FLAGS: Record<string, string> = { numVirtualTokens: "--num-virtual-tokens", initText: "--teacher-prompt", initFrom: "--init", objective: "--teacher-prompt", teacher: "--teacher-prompt", lmWeight: "--lm-weight" };
 
 /** The method and its options for a student of size k; a pooled start is written as a prompt adapter at `pooledDir` and trained from. */
-async function methodSettings(o: Flagged, k: number, teacherText: string, model: Model, modelName: string, pooledDir: string): Promise<Record<string, unknown>> {
+async function methodSettings(o: Flagged, into: Form, k: number, teacherText: string, model: Model, modelName: string, pooledDir: string): Promise<Record<string, unknown>> {
   const fromText = o.init === "text" ? { initText: teacherText } : {};
-  if (o.into === "prefix") return { method: "cartridge", numVirtualTokens: k, numFrozenTokens: k > 1 ? 1 : 0, ...fromText };
+  if (into === "prefix") return { method: "cartridge", numVirtualTokens: k, numFrozenTokens: k > 1 ? 1 : 0, ...fromText };
   if (o.init === "pooled") {
     await pooledPrompt(model, modelName, teacherText, k, pooledDir);
     return { method: "prompt", numVirtualTokens: k, initFrom: pooledDir };
   }
   return { method: "prompt", numVirtualTokens: k, init: o.init, ...fromText };
+}
+
+/**
+ * The students to train, in order: one per size, or with "both" a prefix of K and the prompt of as many
+ * bytes (K · layers · 2 · key/value width / hidden size vectors, rounded), so the report compares the
+ * forms at equal size.
+ */
+function studentsOf(into: Into, sizes: number[], model: Model): { into: Form; k: number }[] {
+  if (into !== "both") return sizes.map((k) => ({ into, k }));
+  const { numLayers, numKvHeads, headDim, hiddenSize } = model.lm.config;
+  return sizes.flatMap((k) => [
+    { into: "prefix" as const, k },
+    { into: "prompt" as const, k: Math.max(1, Math.round((k * numLayers * 2 * numKvHeads * headDim) / hiddenSize)) },
+  ]);
 }
 
 /**
@@ -293,7 +311,7 @@ function checkSettings(o: Flagged, sizes: number[], options: DistillOptions): vo
   if (!Number.isInteger(o.samples) || o.samples < 0) fail("usage", `--samples must be a whole number ≥ 0 (0: one greedy continuation), got ${o.samples}`, { field: "samples" });
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) fail("usage", `--max-new-tokens must be a whole number ≥ 1, got ${o.maxNewTokens}`, { field: "maxNewTokens" });
   if (!Number.isFinite(o.lmWeight) || o.lmWeight < 0) fail("usage", `--lm-weight must be a number ≥ 0 (0: the KL alone), got ${o.lmWeight}`, { field: "lmWeight" });
-  if (o.init === "pooled" && o.into === "prefix") fail("usage", "--init pooled starts a prompt's vectors; a prefix starts from the hard prompt's prefill (--init text) or from N(0, 1) (--init vocab)", { field: "init" });
+  if (o.init === "pooled" && o.into !== "prompt") fail("usage", "--init pooled starts a prompt's vectors; a prefix starts from the hard prompt's prefill (--init text) or from N(0, 1) (--init vocab)", { field: "init" });
   if (!Number.isInteger(o.teacherTopK) || o.teacherTopK < 1) fail("usage", `--teacher-top-k must be a whole number ≥ 1, got ${o.teacherTopK}`, { field: "teacherTopK" });
   if (options.resume && options.overwrite) fail("usage", "--resume continues a run and --overwrite starts over: give one of them", { field: "resume" });
 }

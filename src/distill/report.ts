@@ -19,18 +19,31 @@ export interface DistillRecord extends Distilled {
   numVirtualTokens: number;
 }
 
-/** Greedy and top-1 agreement against the number of virtual tokens, the bare model as a floor. */
+/**
+ * Greedy and top-1 agreement against the number of virtual tokens, the bare model as a floor; with both
+ * forms, each form's agreement against the adapter's size, so equal sizes line up.
+ */
 export async function writeAgreementChart(dir: string, students: readonly StudentReport[], noPrompt: Agreement): Promise<string> {
-  const ks = students.map((s) => s.numVirtualTokens);
-  const floor = (label: string, colour: string, y: number) => ({ label, colour, line: true, points: [Math.min(...ks), Math.max(...ks)].map((x) => ({ x, y: 100 * y })) });
+  const forms = [...new Set(students.map((s) => s.into))];
+  const bySize = forms.length > 1;
+  const x = (s: StudentReport) => (bySize ? s.adapterBytes / 1024 : s.numVirtualTokens);
+  const xs = students.map(x);
+  const floor = (label: string, colour: string, y: number) => ({ label, colour, line: true, points: [Math.min(...xs), Math.max(...xs)].map((at) => ({ x: at, y: 100 * y })) });
+  const colours = { prompt: ["#1f77b4", "#ff7f0e"], prefix: ["#2ca02c", "#d62728"] };
+  const named = (form: string, what: string) => (bySize ? `${form}: ${what}` : what);
   const svg = svgChart({
     title: "Agreement with the teacher on held-out inputs",
-    xLabel: "virtual tokens (K)",
+    xLabel: bySize ? "adapter size (KiB)" : "virtual tokens (K)",
     yLabel: "agreement (%)",
     yFromZero: true,
     series: [
-      { label: "greedy exact match", colour: "#1f77b4", line: true, markers: true, points: students.map((s) => ({ x: s.numVirtualTokens, y: 100 * s.greedy, label: percent(s.greedy) })) },
-      { label: "next-token top-1", colour: "#ff7f0e", line: true, markers: true, points: students.map((s) => ({ x: s.numVirtualTokens, y: 100 * s.top1 })) },
+      ...forms.flatMap((form) => {
+        const of = students.filter((s) => s.into === form);
+        return [
+          { label: named(form, "greedy exact match"), colour: colours[form][0], line: true, markers: true, points: of.map((s) => ({ x: x(s), y: 100 * s.greedy, label: percent(s.greedy) })) },
+          { label: named(form, "next-token top-1"), colour: colours[form][1], line: true, markers: true, points: of.map((s) => ({ x: x(s), y: 100 * s.top1 })) },
+        ];
+      }),
       floor("no prompt: greedy", "#9ecae1", noPrompt.greedy),
       floor("no prompt: top-1", "#fdd0a2", noPrompt.top1),
     ],

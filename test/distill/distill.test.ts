@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { distill, type DistillOptions } from "../../src/distill/index.js";
+import { distill, distillView, type DistillOptions } from "../../src/distill/index.js";
 import { distillExample, klObjective } from "../../src/distill/objective.js";
 import { poolSegments } from "../../src/distill/pooled.js";
 import { loadAdapter } from "../../src/peft/adapter.js";
@@ -146,6 +146,26 @@ describe("distill", () => {
       // A resume with another weight of the LM term is refused, naming its flag.
       const other = await refusal(distill({ ...base, init: "pooled", lmWeight: 1, steps: 4, resume: true }));
       expect(other.message).toContain("--lm-weight");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("with --into both, trains per K a prefix and the prompt of the same bytes, side by side in the report and chart", async () => {
+    const { dir, base } = setup();
+    try {
+      const report = await distill({ ...base, into: "both", numVirtualTokens: 2, steps: 2 });
+      // The tiny model: 2 prefix tokens × 2 layers × keys and values × 32 = 256 floats = 4 prompt vectors of 64.
+      expect(report.students.map((s) => [s.into, s.numVirtualTokens, s.output])).toEqual([
+        ["prefix", 2, join(base.output, "prefix-k2")],
+        ["prompt", 4, join(base.output, "prompt-k4")],
+      ]);
+      const [prefix, prompt] = await Promise.all(report.students.map((s) => adapterBytes(s.output)));
+      expect(prefix.length).toBe(prompt.length);
+      const chart = readFileSync(report.chart, "utf8");
+      expect(chart).toContain("adapter size (KiB)");
+      expect(chart).toContain("prefix: greedy exact match");
+      expect(distillView(report)).toMatch(/prefix K=2[\s\S]*prompt K=4/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
