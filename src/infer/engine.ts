@@ -15,7 +15,8 @@
  * with a key mask per row. A decode step reads it in place (step.ts "decode") and returns only the new
  * column, which is written after the filled ones. When the set of rows changes, or the cache is full,
  * each remaining row's visible columns are copied, right-aligned, into a new batch whose capacity
- * doubles past the width (so a program per capacity, and few copies). Attention sees only the key mask and the positions, and positions are each row's own
+ * doubles past the width (so a program per capacity, and few copies); rows that leave are compacted
+ * out in place. Attention sees only the key mask and the positions, and positions are each row's own
  * (layout.ts "row"), so a row's tokens do not depend on which rows share its steps. When some rows of a
  * step have a LoRA adapter, the step runs the program variant for their target modules, each row
  * gathering its own adapter's factors (rows without one gather zeros). In "peft" mode,
@@ -287,8 +288,7 @@ export class GenerationEngine {
     if (staying.length === 0) this.cache = undefined;
     else if (oneBlock && parts[0].block.width < parts[0].block.capacity) {
       this.cache = staying.length === parts.length ? parts[0].block : compactRows(this.lm, parts[0].block, staying.map((p) => p.slot));
-    }
-    else this.cache = gatherRows(this.lm, staying);
+    } else this.cache = gatherRows(this.lm, staying);
     staying.forEach((p, slot) => (p.row.slot = slot));
     this.running = staying.map((p) => p.row);
   }
