@@ -183,8 +183,8 @@ export function attention(q: Value, k: Value, v: Value, mask: AttentionMask, sca
   // new key (a decode step) is a broadcast product, not a batch of B·Hkv one-column matmuls.
   const oneKey = past !== undefined && k.shape[2] === 1;
   const product = (keys: Value) => o.matmul(rows, keys, { transB: true, alpha: scale });
-  const newScores = oneKey ? o.mul(o.reduceSum(o.mul(rows, k), [3], true), scale) : product(k);
-  const raw = past === undefined ? product(k) : o.concat([product(past.key), newScores], -1); // [B, Hkv, G·Tq, Tk]
+  const newScores = () => (oneKey ? o.mul(o.reduceSum(o.mul(rows, k), [3], true), scale) : product(k));
+  const raw = past === undefined ? product(k) : o.concat([product(past.key), newScores()], -1); // [B, Hkv, G·Tq, Tk]
   const scores = o.add(cap === undefined ? raw : softcap(raw, cap), mask.bias(groups, q.dtype)); // logits capped before the mask, as Gemma 2
   const weights = o.softmax(scores, -1);
   let out: Value; // [B, Hkv, G·Tq, hd]
