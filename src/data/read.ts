@@ -1,6 +1,7 @@
 import { promises as fsp } from "node:fs";
 import { extname } from "node:path";
 import { fail } from "../util/errors.js";
+import { jsonLines } from "../formats/json.js";
 import { parseCsv } from "./csv.js";
 import { parseExample, EXPECTED_SHAPES, type Example, type ParseOptions } from "./example.js";
 import { rowSignals } from "./signals.js";
@@ -29,22 +30,11 @@ export async function readExamples(path: string, options: ParseOptions = {}): Pr
 }
 
 export function parseJsonl(text: string, file: string, options: ParseOptions = {}): Example[] {
-  const examples: Example[] = [];
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
-  lines.forEach((raw, index) => {
-    const line = index + 1;
-    if (raw.trim() === "") return;
-    let record: unknown;
-    try {
-      record = JSON.parse(raw);
-    } catch (err) {
-      fail("data", `not valid JSON (${(err as Error).message}); ${EXPECTED_SHAPES}`, { file, line }, err);
-    }
+  return jsonLines(text, file, "data", EXPECTED_SHAPES).map(({ record, line }) => {
     const example = parseExample(record, { file, line }, options);
     rowSignals(example.fields, { file, line }); // checked here, once, so a bad signal names its line before anything runs
-    examples.push(example);
+    return example;
   });
-  return examples;
 }
 
 export function parseCsvExamples(text: string, file: string, options: ParseOptions = {}): Example[] {

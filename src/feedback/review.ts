@@ -9,7 +9,7 @@
 import { promises as fsp } from "node:fs";
 import { z } from "zod";
 import { fail } from "../util/errors.js";
-import { isPlainObject, parseWith } from "../formats/json.js";
+import { isPlainObject, jsonLines, parseWith } from "../formats/json.js";
 import { writeFileAtomic } from "../util/fs.js";
 
 export const VERDICTS = ["", "good", "bad"] as const;
@@ -47,17 +47,8 @@ const itemSchema = z
 
 /** Parse a review file's text; every problem names the file, the 1-based line and the field. */
 export function parseReview(text: string, file: string): ReviewItem[] {
-  const items: ReviewItem[] = [];
   const seen = new Map<number, number>();
-  text.replace(/^\uFEFF/, "").split(/\r?\n/).forEach((raw, index) => {
-    const line = index + 1;
-    if (raw.trim() === "") return;
-    let record: unknown;
-    try {
-      record = JSON.parse(raw);
-    } catch (err) {
-      fail("data", `not valid JSON (${(err as Error).message}); ${EXPECTED}`, { file, line });
-    }
+  return jsonLines(text, file, "data", EXPECTED).map(({ record, line }) => {
     // A misspelt field would otherwise be dropped silently (a "verdit" never counted).
     const unknown = isPlainObject(record) ? Object.keys(record).find((k) => !FIELDS.includes(k)) : undefined;
     if (unknown !== undefined) fail("data", `unknown field; ${EXPECTED}`, { file, line, field: unknown });
@@ -65,9 +56,8 @@ export function parseReview(text: string, file: string): ReviewItem[] {
     const earlier = seen.get(item.line);
     if (earlier !== undefined) fail("data", `input line ${item.line} is reviewed twice (also on line ${earlier})`, { file, line, field: "line" });
     seen.set(item.line, line);
-    items.push({ ...item, at: line });
+    return { ...item, at: line };
   });
-  return items;
 }
 
 export function formatReview(items: readonly ReviewItem[]): string {

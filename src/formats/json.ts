@@ -43,6 +43,24 @@ export function lineOfJsonError(text: string, message: string): number | undefin
   return line;
 }
 
+/**
+ * The records of a JSON Lines text with their 1-based lines (a BOM, CRLF and blank lines tolerated); a line
+ * that is not JSON fails with `code`, naming the file and line and saying what each line should be.
+ */
+export function jsonLines(text: string, file: string, code: ErrorCode, expected: string): { record: unknown; line: number }[] {
+  const records: { record: unknown; line: number }[] = [];
+  text.replace(/^\uFEFF/, "").split(/\r?\n/).forEach((raw, index) => {
+    const line = index + 1;
+    if (raw.trim() === "") return;
+    try {
+      records.push({ record: JSON.parse(raw), line });
+    } catch (err) {
+      fail(code, `not valid JSON (${(err as Error).message}); ${expected}`, { file, line }, err);
+    }
+  });
+  return records;
+}
+
 /** A JSON object (not an array, not null), as the typed callers expect. */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
