@@ -2,14 +2,17 @@
 // (random weights): the teacher's outputs on 16 inputs of 16 tokens (greedy continuations of 8 tokens, then
 // one teacher-forced pass for its top-64 distributions), KL training steps, and the prefill time per request
 // with the hard prompt and with the soft one (its keys/values computed once, as inference caches them).
-import { mkdtempSync, rmSync } from "node:fs";
+// Then the full-size proof on the tiny example model (minutes; the test suite runs a shorter one): a
+// 41-token prompt into an 8-token prefix, its agreement on 100 held-out inputs and the measured prefill.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { buildModel } from "../src/models/build.js";
 import { parseTrainConfig } from "../src/train/config.js";
 import { trainAdapter } from "../src/train/trainer.js";
 import { loadAdapter } from "../src/peft/adapter.js";
-import { DISTILL_DEFAULTS, distillExample, klObjective, prefillSecondsPerRequest, teacherTargets } from "../src/distill/index.js";
+import { DISTILL_DEFAULTS, distill, distillExample, klObjective, prefillSecondsPerRequest, teacherTargets } from "../src/distill/index.js";
 import { Rng } from "../src/util/rng.js";
 import { idsTokenizer, median, peakRssMb, randomWeights, shapeConfig } from "./common.js";
 
@@ -86,6 +89,50 @@ export async function benchDistill() {
     tokens_per_request: { teacher: PROMPT_TOKENS + INPUT_TOKENS, student: VIRTUAL + INPUT_TOKENS },
     prefill_ms_per_request: { teacher: teacherPrefill * 1000, student: studentPrefill * 1000, saved: (teacherPrefill - studentPrefill) * 1000 },
     prefill_speedup: teacherPrefill / studentPrefill,
+    tiny_proof: await tinyProof(),
     peak_rss_mb: peakRssMb(),
   };
+}
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const E = "<|endoftext|>";
+
+/** Four worked examples of reverse, then the tag (41 tokens), into 8 prefix tokens, on every distinct training input of the four tasks with 3 sampled continuations each. */
+async function tinyProof() {
+  const dir = mkdtempSync(join(tmpdir(), "bench-distill-proof-"));
+  try {
+    const seen = new Set<string>();
+    for (const task of ["copy", "reverse", "sort", "increment"]) {
+      for (const line of readFileSync(join(ROOT, `examples/data/${task}.train.jsonl`), "utf8").split("\n").filter(Boolean)) seen.add((JSON.parse(line) as { prompt: string }).prompt);
+    }
+    const data = join(dir, "inputs.jsonl");
+    writeFileSync(data, [...seen].map((text) => JSON.stringify({ text })).join("\n") + "\n");
+    const started = performance.now();
+    const report = await distill({
+      model: join(ROOT, "examples/models/tiny-tasks"),
+      teacherText: `reverse: 5 2 8 = 8 2 5 ${E} reverse: 1 9 3 4 = 4 3 9 1 ${E} reverse: 7 0 6 = 6 0 7 ${E} reverse: 2 8 1 5 = 5 1 8 2 ${E} reverse: `,
+      data,
+      valid: join(ROOT, "examples/data/reverse.valid.jsonl"),
+      into: "prefix",
+      numVirtualTokens: 8,
+      samples: 3,
+      maxNewTokens: 8,
+      steps: 10_000,
+      batchSize: 128,
+      lr: 0.1,
+      output: join(dir, "out"),
+    });
+    const [student] = report.students;
+    return {
+      prompt_tokens: report.teacher.promptTokens,
+      virtual_tokens: student.numVirtualTokens,
+      held_out: report.heldOut,
+      distil_s: (performance.now() - started) / 1000,
+      agreement: { greedy: student.greedy, top1: student.top1, mean_kl: student.meanKl, no_prompt_greedy: report.noPrompt.greedy, no_prompt_top1: report.noPrompt.top1 },
+      tokens_per_request: { teacher: report.teacher.tokensPerRequest, student: student.tokensPerRequest },
+      prefill_ms_per_request: { teacher: report.teacher.prefillMsPerRequest, student: student.prefillMsPerRequest, no_prompt: report.noPrompt.prefillMsPerRequest },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
