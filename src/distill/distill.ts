@@ -143,7 +143,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
     const from = o.init === "pooled" ? "the means of K segments of the hard prompt" : tooLong.into === "prefix" ? "the keys/values of the hard prompt's first K tokens" : "the hard prompt's first K tokens";
     fail("usage", `a ${tooLong.into} of ${tooLong.k} starts from ${from}, but it has ${promptTokens}: use K ≤ ${promptTokens} or --init vocab`, { field: options.sweep === undefined ? "numVirtualTokens" : "sweep" });
   }
-  const completions = o.lmWeight > 0 ? completionRows(split.train, model, options.data) : undefined;
+  const completions = o.lmWeight > 0 ? completionRows(split.train, model, Math.max(...plan.map((s) => s.k)), options.data) : undefined;
   const outputs = plan.map(({ into, k }) => (plan.length === 1 ? options.output : join(options.output, o.into === "both" ? `${into}-k${k}` : `k${k}`)));
   checkOutputsFree(outputs, options);
 
@@ -286,14 +286,18 @@ function studentsOf(into: Into, sizes: number[], model: Model): { into: Form; k:
 
 /**
  * The LM term's rows: each training input with its completion (the data's answer), tokenized as `train`
- * does; inputs without one are refused, since the term would silently cover only some of them.
+ * does, each fitting the model's positions after `k` virtual tokens; inputs without one are refused,
+ * since the term would silently cover only some of them.
  */
-function completionRows(train: readonly Example[], model: Model, file: string): TokenizedExample[] {
+function completionRows(train: readonly Example[], model: Model, k: number, file: string): TokenizedExample[] {
   const missing = train.find((ex) => ex.kind !== "prompt");
   if (missing !== undefined) fail("data", 'the LM term (--lm-weight) trains on completions: every line needs {"prompt","completion"}', { file, line: missing.source?.line, field: "lmWeight" });
   return train.map((ex) => {
     const { truncated, ...row } = tokenizeExample(ex, model.tokenizer, { maxLength: model.config.maxPositions });
-    if (truncated) fail("data", `the input with its completion is longer than the model's ${model.config.maxPositions} positions`, { file, line: ex.source?.line, field: "completion" });
+    const positions = k + row.inputIds.length;
+    if (truncated || positions > model.config.maxPositions) {
+      fail("data", `${k} virtual tokens + the input with its completion take ${positions} positions or more, past the model's ${model.config.maxPositions}: shorten it or use fewer virtual tokens`, { file, line: ex.source?.line, field: "completion" });
+    }
     return row;
   });
 }

@@ -123,6 +123,11 @@ describe("distill", () => {
       const noAnswer = await refusal(distill({ ...base, data: texts, lmWeight: 1 }));
       expect(noAnswer.message).toContain("--lm-weight");
       expect(noAnswer.place).toMatchObject({ file: texts, line: 25, field: "lmWeight" });
+      const longAnswer = join(dir, "long.jsonl");
+      writeFileSync(longAnswer, readFileSync(base.data, "utf8") + JSON.stringify({ prompt: "1 2 3 = ", completion: Array(60).fill("3").join(" ") }) + "\n");
+      const tooLong = await refusal(distill({ ...base, data: longAnswer, lmWeight: 1 }));
+      expect(tooLong.message).toContain("past the model's 64");
+      expect(tooLong.place).toMatchObject({ file: longAnswer, line: 25, field: "completion" });
       const empty = join(dir, "empty.jsonl");
       writeFileSync(empty, "");
       const err = await refusal(distill({ ...base, data: empty }));
