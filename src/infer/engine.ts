@@ -281,14 +281,18 @@ export class GenerationEngine {
     return { past: pastFrom(this.lm, out), width, capacity: width, keyMask: layout.keyMask };
   }
 
-  /** The rows that go on become the running set: the decoded block, in place, when none joined and it has room; else their columns gathered. */
+  /**
+   * The rows that go on become the running set, the running rows first: the decoded block in place when it has room
+   * for the next column (rows that left compacted out, joining rows copied into the room after the others); else
+   * everyone's columns gathered into a new block.
+   */
   private keep(parts: readonly { row: Row; block: KvBlock; slot: number }[]): void {
     const staying = parts.filter((p) => p.row.finish === undefined && !p.row.cancelled);
     const oneBlock = parts.every((p) => p.block === parts[0].block);
     if (staying.length === 0) this.cache = undefined;
     else if (oneBlock && parts[0].block.width < parts[0].block.capacity) {
       this.cache = staying.length === parts.length ? parts[0].block : compactRows(this.lm, parts[0].block, staying.map((p) => p.slot));
-    } else this.cache = gatherRows(this.lm, staying);
+    } else this.cache = joinInPlace(this.lm, parts[0].block, staying) ?? gatherRows(this.lm, staying);
     staying.forEach((p, slot) => (p.row.slot = slot));
     this.running = staying.map((p) => p.row);
   }
@@ -416,34 +420,84 @@ function capacityFor(width: number): number {
   return Math.max(16, 2 ** Math.ceil(Math.log2(width + 1)));
 }
 
-/** Copy each part's visible key columns, right-aligned, into one new batch with room to grow (part b becomes row b). */
+/** Rows a block's buffers have room for: a compacted block's views keep the room of the rows that left. */
+function rowRoom(lm: CausalLM, block: KvBlock): number {
+  const data = block.past[pastName(0, "key")].data as Float32Array;
+  return Math.floor((data.buffer.byteLength - data.byteOffset) / Float32Array.BYTES_PER_ELEMENT / (lm.config.numKvHeads * block.capacity * lm.config.headDim));
+}
+
+/**
+ * Rows joining a running block without a new one: the running rows that stay are compacted in place, and each
+ * joining row's visible columns are copied, right-aligned to the running width, into the room after them — a join
+ * costs a copy of the joining rows' cache only (a whole new block at 32 rows of GPT-2 small is ~150 MB, written into
+ * fresh pages). Undefined when it cannot be done in place: no room for the rows or for the next column, or a joining
+ * row longer than the running width.
+ */
+function joinInPlace(lm: CausalLM, running: KvBlock, staying: readonly { block: KvBlock; slot: number }[]): KvBlock | undefined {
+  const own = staying.filter((p) => p.block === running);
+  const joining = staying.filter((p) => p.block !== running);
+  const runs = joining.map(({ block, slot }) => visibleRuns(block.keyMask[slot]));
+  const lengths = runs.map((rs) => rs.reduce((n, [start, end]) => n + end - start, 0));
+  const { width, capacity } = running;
+  if (width >= capacity || staying.length > rowRoom(lm, running) || lengths.some((n) => n > width)) return undefined;
+  const kept = compactRows(lm, running, own.map((p) => p.slot));
+  const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
+  const past: Record<string, Tensor> = {};
+  for (let i = 0; i < numLayers; i++) {
+    for (const kind of ["key", "value"] as const) {
+      const name = pastName(i, kind);
+      const view = kept.past[name].data as Float32Array;
+      const data = new Float32Array(view.buffer, view.byteOffset, staying.length * H * capacity * hd);
+      joining.forEach((part, j) => copyVisible(lm, part, name, runs[j], { data, row: own.length + j, capacity, start: width - lengths[j] }));
+      past[name] = { data, dims: [staying.length, H, capacity, hd] };
+    }
+  }
+  const joinedMasks = lengths.map((n) => Array.from({ length: width }, (_, c) => (c < width - n ? 0 : 1)));
+  return { past, width, capacity, keyMask: [...kept.keyMask, ...joinedMasks] };
+}
+
+/**
+ * Copy each part's visible key columns, right-aligned, into one new batch with room to grow (part b becomes row b):
+ * room for the next power of two of columns and of rows, so later steps and joins write in place.
+ */
 function gatherRows(lm: CausalLM, parts: readonly { block: KvBlock; slot: number }[]): KvBlock {
   const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
   const runs = parts.map(({ block, slot }) => visibleRuns(block.keyMask[slot]));
   const lengths = runs.map((rs) => rs.reduce((n, [start, end]) => n + end - start, 0));
   const width = Math.max(...lengths);
   const capacity = capacityFor(width);
+  const rows = 2 ** Math.ceil(Math.log2(parts.length));
   const past: Record<string, Tensor> = {};
   for (let i = 0; i < numLayers; i++) {
     for (const kind of ["key", "value"] as const) {
       const name = pastName(i, kind);
-      const data = new Float32Array(parts.length * H * capacity * hd);
-      parts.forEach(({ block, slot }, b) => {
-        const src = block.past[name].data as Float32Array;
-        for (let h = 0; h < H; h++) {
-          const from = (slot * H + h) * block.capacity;
-          let to = ((b * H + h) * capacity + width - lengths[b]) * hd;
-          for (const [start, end] of runs[b]) {
-            data.set(src.subarray((from + start) * hd, (from + end) * hd), to);
-            to += (end - start) * hd;
-          }
-        }
-      });
+      const data = new Float32Array(rows * H * capacity * hd).subarray(0, parts.length * H * capacity * hd);
+      parts.forEach((part, b) => copyVisible(lm, part, name, runs[b], { data, row: b, capacity, start: width - lengths[b] }));
       past[name] = { data, dims: [parts.length, H, capacity, hd] };
     }
   }
   const keyMask = lengths.map((n) => Array.from({ length: width }, (_, c) => (c < width - n ? 0 : 1)));
   return { past, width, capacity, keyMask };
+}
+
+/** One row's visible columns (`runs`) of the cache tensor `name`, per head, into row `row` of `to` from column `start` on. */
+function copyVisible(
+  lm: CausalLM,
+  { block, slot }: { block: KvBlock; slot: number },
+  name: string,
+  runs: readonly [number, number][],
+  to: { data: Float32Array; row: number; capacity: number; start: number },
+): void {
+  const { numKvHeads: H, headDim: hd } = lm.config;
+  const src = block.past[name].data as Float32Array;
+  for (let h = 0; h < H; h++) {
+    const from = (slot * H + h) * block.capacity;
+    let at = ((to.row * H + h) * to.capacity + to.start) * hd;
+    for (const [start, end] of runs) {
+      to.data.set(src.subarray((from + start) * hd, (from + end) * hd), at);
+      at += (end - start) * hd;
+    }
+  }
 }
 
 /** Keep only the rows in `slots` (ascending), moved down in place to rows 0, 1, …: rows that left cost no copy of the others' cache. */

@@ -90,6 +90,32 @@ describe.each(ARCHS)("%s engine", (arch: Arch) => {
 });
 
 describe("engine rows", () => {
+  it("rows joining a running batch (written into its room, or a new block when they do not fit) get their solo tokens", async () => {
+    const lm = await loadGoldenModel("qwen2");
+    const cache = new PromptCache(lm);
+    const prompt = randomPrompt("engine-room", 3, lm.config.hiddenSize, 5);
+    const rng = new Rng(23);
+    const plans: Plan[] = [
+      // Three rows: a block with room for four rows and 16 columns.
+      { at: 0, request: { inputIds: inputOf(rng, 8), prompt, maxNewTokens: 11 } },
+      { at: 0, request: { inputIds: inputOf(rng, 6), maxNewTokens: 3 } },
+      { at: 0, request: { inputIds: inputOf(rng, 9), maxNewTokens: 12, temperature: 0.9, seed: 4 } },
+      // Shorter than the running width: into the room after the others.
+      { at: 2, request: { inputIds: inputOf(rng, 2), prompt, maxNewTokens: 6 } },
+      // Plan 1 has left (compacted out) and two join: one into its room, then more rows than the room: a new block.
+      { at: 4, request: { inputIds: inputOf(rng, 4), maxNewTokens: 4 } },
+      { at: 5, request: { inputIds: inputOf(rng, 3), maxNewTokens: 5 } },
+      { at: 5, request: { inputIds: inputOf(rng, 1), prompt, maxNewTokens: 3 } },
+      // Longer than the running width: a new block.
+      { at: 7, request: { inputIds: inputOf(rng, 14), maxNewTokens: 3 } },
+    ];
+    const trace = await runPlans(new GenerationEngine(lm), cache, plans);
+    for (const [i, plan] of plans.entries()) {
+      const solo = await alone(lm, undefined, cache, plan.request);
+      expect(trace.done[i], `plan ${i}`).toEqual(solo);
+    }
+  });
+
   it("a cancelled row stops at once, running or queued, and the others are unaffected", async () => {
     const lm = await loadGoldenModel("llama");
     const tokenizer = await loadTokenizer(modelDir("llama"));
