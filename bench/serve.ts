@@ -226,7 +226,8 @@ async function tinyWorkload(work: string): Promise<Workload> {
     await addAdapter({ root: registry, name: task, source: output });
   }
   const rng = new Rng(11);
-  const requests = Array.from({ length: 96 }, (_, i) => {
+  // 10 requests per client at 32 clients: a level lasts long enough that the ramp up and the tail do not dominate.
+  const requests = Array.from({ length: 320 }, (_, i) => {
     const digits = Array.from({ length: 3 + rng.int(4) }, () => rng.int(10));
     return { model: TASKS[i % TASKS.length], prompt: `${digits.join(" ")} = `, max_tokens: 8 };
   });

@@ -22,6 +22,8 @@ export interface AppOptions {
   log: (level: "info" | "warn" | "error", message: string) => void;
 }
 
+const GENERATION_ROUTES = new Set(["/v1/completions", "/v1/chat/completions"]);
+
 /** The playground (another module's static files), served at / when present. */
 const PUBLIC_DIR = fileURLToPath(new URL("./public/", import.meta.url));
 
@@ -39,7 +41,13 @@ export async function buildApp(ctx: ServeContext, options: AppOptions): Promise<
       throw new ServeError("invalid_api_key", "missing or wrong API key: send the header 'Authorization: Bearer <key>'", null);
     }
   });
+  // Generation requests are awaited by the scheduler's next step from their first bytes (see Scheduler.arrive).
+  app.addHook("onRequest", async (request) => {
+    if (request.method === "POST" && GENERATION_ROUTES.has(request.routeOptions.url ?? "")) ctx.scheduler.arrive(request);
+  });
+  app.addHook("onRequestAbort", async (request) => ctx.scheduler.arrived(request));
   app.addHook("onResponse", async (request, reply) => {
+    ctx.scheduler.arrived(request);
     const notes = requestNotes.get(request);
     ctx.metrics.requests.inc({ endpoint: request.routeOptions.url ?? "unmatched", adapter: notes?.adapter ?? "none", status: String(notes?.status ?? reply.statusCode) });
   });

@@ -75,6 +75,7 @@ export async function handleGeneration(ctx: ServeContext, kind: Kind, request: F
     onDelta: (index, text) => out?.delta(index, text),
     onRowDone: (index, g) => out?.finish(index, g),
   });
+  scheduler.arrived(request);
   // A client that goes away cancels its rows; the others keep their places in the batch.
   reply.raw.on("close", () => {
     if (!reply.raw.writableFinished) run.cancel();

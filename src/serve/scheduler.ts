@@ -46,9 +46,20 @@ interface Pending {
   gone: boolean;
 }
 
+/**
+ * How long a step may wait for requests that have arrived but are still being read or checked. ORT runs a step
+ * synchronously on the event loop, so a request needs the gaps between steps to get from its first bytes to
+ * `submit`; without this wait a burst trickles in a few requests per step, each paying a prefill of its own.
+ */
+const ARRIVAL_WAIT_MS = 25;
+/** An arrival older than this stops being waited for (a client that sent headers and no body). */
+const ARRIVAL_FORGET_MS = 2000;
+
 export class Scheduler {
   /** Submitted and not yet in the engine, in arrival order. */
   private waiting: Pending[] = [];
+  /** Requests seen by the server that have not yet submitted their rows or been answered, with when (see `arrive`). */
+  private readonly arriving = new Map<object, number>();
   private readonly running = new Map<RowId, Pending>();
   private looping = false;
   private idle: (() => void)[] = [];
@@ -67,6 +78,16 @@ export class Scheduler {
   /** Rows in the running batch. */
   get batchSize(): number {
     return this.running.size;
+  }
+
+  /** A request (any object standing for it) has arrived and will submit rows or be answered soon: the next step waits a little for it. */
+  arrive(request: object): void {
+    this.arriving.set(request, performance.now());
+  }
+
+  /** The request has submitted its rows, or was answered without any (an error). */
+  arrived(request: object): void {
+    this.arriving.delete(request);
   }
 
   /** Throws a 429 (before anything starts) when `rows` more would not fit the queue. */
@@ -144,6 +165,8 @@ export class Scheduler {
         seen = this.waiting.length;
         await nextTurn();
       }
+      // Requests still being read join this step rather than a later one, each with a prefill of its own.
+      for (const until = performance.now() + ARRIVAL_WAIT_MS; this.stillArriving() && performance.now() < until; ) await nextTurn();
       this.admit();
       if (this.running.size === 0) return;
       this.metrics?.batchSize.observe(this.running.size);
@@ -172,6 +195,13 @@ export class Scheduler {
       }
       this.metrics?.running.set(this.running.size);
     }
+  }
+
+  /** Whether a request is on its way to `submit`; one that never got there (a body that never came) is forgotten after a while. */
+  private stillArriving(): boolean {
+    const stale = performance.now() - ARRIVAL_FORGET_MS;
+    for (const [request, at] of this.arriving) if (at < stale) this.arriving.delete(request);
+    return this.arriving.size > 0;
   }
 
   /** Ready rows join the engine, oldest first, while the batch has room. */
