@@ -1,7 +1,7 @@
 // Readable output without --json (tables with a headline, explanations), the training curve, and `show`,
 // on the example model (a short run) — plus the table, tick and SVG helpers on their own.
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCli } from "./helpers/cli.js";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,18 +11,11 @@ import { lossCurveSvg, readLossLog } from "../src/report/loss-curve.js";
 import { niceTicks } from "../src/report/plot.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const BIN = join(ROOT, "bin/softprompt.js");
 const MODEL = join(ROOT, "examples/models/tiny-tasks");
 const TRAIN = join(ROOT, "examples/data/reverse.train.jsonl");
 const VALID = join(ROOT, "examples/data/reverse.valid.jsonl");
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: "utf8" }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 describe("report helpers", () => {
   it("formatTable aligns columns: numbers right, text left, under a rule", () => {

@@ -2,7 +2,8 @@
 // prints the command that resumes and exits 130; that command finishes the run with no step logged
 // twice; a second train into the same folder is refused unless --overwrite; --method picks the method.
 import { describe, expect, it } from "vitest";
-import { spawn, execFile } from "node:child_process";
+import { runCli } from "./helpers/cli.js";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,13 +13,7 @@ import { modelDir } from "./helpers/golden.js";
 const BIN = fileURLToPath(new URL("../bin/softprompt.js", import.meta.url));
 const MODEL = modelDir("gpt2");
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: "utf8" }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 const logSteps = (dir: string) => readFileSync(join(dir, "train_log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).step as number);
 

@@ -3,7 +3,7 @@
 // typed; --version; every default in --help comes from the settings' schemas; --init-text implies --init text;
 // unknown words are a warning; --choice must cover the data's answers.
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCli } from "./helpers/cli.js";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,17 +12,10 @@ import { trainerSettingsSchema, DEFAULT_METHOD } from "../src/train/config.js";
 import { methodByName } from "../src/peft/index.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const BIN = join(ROOT, "bin/softprompt.js");
 const MODEL = join(ROOT, "examples/models/tiny-tasks");
 const TRAIN = join(ROOT, "examples/data/reverse.train.jsonl");
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: "utf8" }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 /** stdout must be exactly one JSON object. */
 const one = (stdout: string) => {

@@ -1,23 +1,15 @@
 // The CLI end to end on the golden tiny GPT-2: every command with --json prints one JSON object,
 // and bad input gives a clear error (as JSON with --json), never a stack trace.
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCli } from "./helpers/cli.js";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { modelDir } from "./helpers/golden.js";
 
-const BIN = fileURLToPath(new URL("../bin/softprompt.js", import.meta.url));
 const MODEL = modelDir("gpt2");
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: "utf8" }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 const json = (stdout: string) => {
   const lines = stdout.trim().split("\n");

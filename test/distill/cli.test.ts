@@ -1,22 +1,17 @@
 // `softprompt distill` on the command line: a sweep writes one ordinary adapter per size that `generate`
 // reads and `show` calls distilled; bad flags are one JSON error naming the flag, with nothing written.
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCliJson } from "../helpers/cli.js";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin/softprompt.js");
 const MODEL = join(ROOT, "examples/models/tiny-tasks");
 const TEACHER = "reverse: 5 2 8 = 8 2 5 <|endoftext|> reverse: ";
 
-function cli(args: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, "--json"], { encoding: "utf8" }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }));
-  });
-}
+const cli = runCliJson;
 
 describe("softprompt distill", () => {
   it("sweeps sizes into ordinary adapters that generate reads and show calls distilled", async () => {

@@ -1,7 +1,7 @@
 // `softprompt classify` on the command line: one JSON object with accuracy per label and confusion counts,
 // calibrated beside uncalibrated; a verbalizer label with no words is one error naming file and field.
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCliJson } from "../helpers/cli.js";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,14 +9,9 @@ import { fileURLToPath } from "node:url";
 import { classifyView } from "../../src/report/classify.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin/softprompt.js");
 const MODEL = join(ROOT, "examples/models/tiny-tasks");
 
-function cli(args: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, "--json"], { encoding: "utf8" }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }));
-  });
-}
+const cli = runCliJson;
 
 describe("softprompt classify", () => {
   it("prints accuracy per label and confusion counts, with and without calibration; a label without words is refused", { timeout: 60_000 }, async () => {

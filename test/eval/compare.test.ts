@@ -1,20 +1,15 @@
 // Methods side by side: each trained and evaluated on the same data, a row of numbers each, the bare
 // model for reference, and a chart of accuracy against trainable parameters.
 import { describe, expect, it } from "vitest";
+import { runCliJson } from "../helpers/cli.js";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compareMethods, compareSvg } from "../../src/compare.js";
 import { compareView } from "../../src/report/views.js";
-import { execFile } from "node:child_process";
 
-const BIN = fileURLToPath(new URL("../../bin/softprompt.js", import.meta.url));
-function cli(args: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, "--json"], { encoding: "utf8" }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }));
-  });
-}
+const cli = runCliJson;
 
 const MODEL = fileURLToPath(new URL("../../examples/models/tiny-tasks", import.meta.url));
 const data = (name: string) => fileURLToPath(new URL(`../../examples/data/${name}.jsonl`, import.meta.url));

@@ -1,21 +1,16 @@
 // The objective's flags on `softprompt train`: a run with negatives and --unlikelihood-weight records its
 // weights; a bad weight is one usage error naming the flag; a bad reward is one data error naming its line.
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCliJson } from "../helpers/cli.js";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin/softprompt.js");
 const MODEL = join(ROOT, "examples/models/tiny-tasks");
 
-function cli(args: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, "--json"], { encoding: "utf8" }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }));
-  });
-}
+const cli = runCliJson;
 
 describe("softprompt train with objective flags", () => {
   it("trains with negatives under --unlikelihood-weight; refuses a bad --dpo-beta and a bad reward", { timeout: 90_000 }, async () => {

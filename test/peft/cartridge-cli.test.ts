@@ -2,23 +2,18 @@
 // adapter (the flag's implication for prompt tuning does not leak into it); `generate` and `eval` find the
 // method in adapter_config.json; bad values name the flag and what is accepted, as one JSON error.
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCliJson } from "../helpers/cli.js";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin/softprompt.js");
 const MODEL = join(ROOT, "examples/models/tiny-tasks");
 const TRAIN = join(ROOT, "examples/data/reverse.train.jsonl");
 const VALID = join(ROOT, "examples/data/reverse.valid.jsonl");
 
-function cli(args: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, "--json"], { encoding: "utf8" }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }));
-  });
-}
+const cli = runCliJson;
 
 describe("softprompt train --method cartridge", () => {
   it("trains from --init-text, then generate and eval read the CARTRIDGE adapter", async () => {

@@ -2,7 +2,7 @@
 // exact match on 100 held-out inputs, unmerged (the engine) and merged alike, the base weights
 // bit-identical afterwards; the CLI's LoRA flags reach the adapter, and bad ones are named.
 import { describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCliJson } from "../helpers/cli.js";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,13 +30,7 @@ const weightsChecksum = (model: Model) => {
   return h.digest("hex");
 };
 
-function cli(args: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(ROOT, "bin/softprompt.js"), ...args, "--json"], { encoding: "utf8" }, (err, stdout) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout });
-    });
-  });
-}
+const cli = runCliJson;
 
 describe("LoRA learns reverse on the tiny example model", () => {
   it("--method lora (q_proj, v_proj, r 8): ≥ 95% exact match held out, unmerged and merged; base weights unchanged", async () => {

@@ -1,25 +1,18 @@
 // The command line with templates: train --template alone trains the template method, generate and
 // eval take --code; a bad template exits 2 with its file, line and column, nothing written.
 import { afterAll, describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { runCli } from "../helpers/cli.js";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "bin/softprompt.js");
 const MODEL = join(ROOT, "examples/models/tiny-tasks");
 const work = mkdtempSync(join(tmpdir(), "softprompt-template-cli-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: "utf8" }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 describe("softprompt with --template and --code", () => {
   it("train --template (no --method) trains a template adapter; generate --code uses it", async () => {
