@@ -52,7 +52,7 @@ function tokenizeRejected(example: Example, tokenizer: DataTokenizer, maxLength:
     return row;
   } catch (err) {
     if (err instanceof SoftpromptError && err.place.field === "completion") {
-      fail(err.code, err.message.slice(err.message.indexOf(": ") + 2).replace("the completion", "the rejected completion"), { ...err.place, field: "rejected" });
+      fail(err.code, err.reason.replace("the completion", "the rejected completion"), { ...err.place, field: "rejected" });
     }
     throw err;
   }

@@ -29,12 +29,15 @@ export interface ErrorPlace {
 export class SoftpromptError extends Error {
   readonly code: ErrorCode;
   readonly place: ErrorPlace;
+  /** The message without its place, so a caller can say it of another place. */
+  readonly reason: string;
 
   constructor(code: ErrorCode, message: string, place: ErrorPlace = {}, options?: { cause?: unknown }) {
     super(formatMessage(message, place), options);
     this.name = "SoftpromptError";
     this.code = code;
     this.place = place;
+    this.reason = message;
   }
 }
 
