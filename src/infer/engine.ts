@@ -13,10 +13,10 @@
  *
  * The cache is per layer [B, kvHeads, capacity, headDim] on the host, `width` columns of it filled,
  * with a key mask per row. A decode step reads it in place (step.ts "decode") and returns only the new
- * column, which is written after the filled ones. When the set of rows changes, or the cache is full,
- * each remaining row's visible columns are copied, right-aligned, into a new batch whose capacity
- * doubles past the width (so a program per capacity, and few copies); rows that leave are compacted
- * out in place. Attention sees only the key mask and the positions, and positions are each row's own
+ * column, which is written after the filled ones. Rows that leave are compacted out in place, and rows
+ * that join are copied, right-aligned, into the block's spare rows; only when the cache is full (or a
+ * joining row is wider than the running ones) are every row's visible columns copied into a new block,
+ * with room for the next power of two of rows and of columns (so a program per capacity, and few copies). Attention sees only the key mask and the positions, and positions are each row's own
  * (layout.ts "row"), so a row's tokens do not depend on which rows share its steps. When some rows of a
  * step have a LoRA adapter, the step runs the program variant for their target modules, each row
  * gathering its own adapter's factors (rows without one gather zeros). In "peft" mode,
