@@ -6,7 +6,7 @@
  *    All dims but the model's are symbolic, so this one graph is both the prefill after soft prompts
  *    (seq = padded length);
  *  - decode: one token per row after a KV cache of a fixed capacity that the engine keeps on the host
- *    (blocks.ts heldPast): attention reads the cache beside the new keys without joining them, and
+ *    (KV.held): attention reads the cache beside the new keys without joining them, and
  *    the presents are only the new column, so a step copies neither the cache in the graph nor all of
  *    it back. One program per capacity (the engine grows the cache in doubling chunks).
  * Batches with LoRA rows run a variant of prefill/step per set of targeted modules, whose projections
@@ -15,7 +15,6 @@
 import * as o from "../graph/ops.js";
 import type { Value } from "../graph/ir.js";
 import type { CausalLM, ForwardHooks, KV } from "../models/causal-lm.js";
-import { heldPast } from "../models/blocks.js";
 import { Program } from "../runtime/session.js";
 import { type LoraBatch, batchedLoraHooks } from "./lora.js";
 
@@ -91,7 +90,7 @@ function stepGraph(lm: CausalLM, withPast: boolean, hooks?: ForwardHooks): Recor
 function decodeGraph(lm: CausalLM, capacity: number, hooks?: ForwardHooks): Record<string, Value> {
   const ids = o.input("input_ids", "int64", ["batch", 1]);
   const positions = o.input("position_ids", "int64", ["batch", 1]);
-  const past = pastInputs(lm, capacity).map(heldPast);
+  const past = pastInputs(lm, capacity).map((kv) => ({ ...kv, held: true as const }));
   const allowed = o.input("allowed", "bool", ["batch", 1, 1, capacity + 1]);
   const { hidden, presents } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past, hooks });
   return withPresents(lastLogits(lm, hidden), presents);

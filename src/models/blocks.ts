@@ -116,22 +116,9 @@ export function withPast(past: KV | undefined, key: Value, value: Value): KV {
   return past === undefined ? { key, value } : { key: o.concat([past.key, key], 2), value: o.concat([past.value, value], 2) };
 }
 
-/** Pasts that a caller keeps itself (inference's KV cache, see infer/step.ts). */
-const heldPasts = new WeakSet<KV>();
-
-/**
- * Mark a layer's past as kept by the caller: attention reads it beside the new keys/values without
- * joining them (nn.attention's `past`), and the layer's presents are the new columns alone, so a
- * decode step neither copies the cache in the graph nor hands it all back.
- */
-export function heldPast(past: KV): KV {
-  heldPasts.add(past);
-  return past;
-}
-
 /** Attention of q over the past (if any) and this call's keys/values → its output [B, H, T, hd] and the layer's presents. */
 export function attendPast(q: Value, past: KV | undefined, key: Value, value: Value, mask: nn.AttentionMask, scale: number, cap?: number): { out: Value; kv: KV } {
-  if (past !== undefined && heldPasts.has(past)) return { out: nn.attention(q, key, value, mask, scale, cap, past), kv: { key, value } };
+  if (past?.held) return { out: nn.attention(q, key, value, mask, scale, cap, past), kv: { key, value } };
   const kv = withPast(past, key, value);
   return { out: nn.attention(q, kv.key, kv.value, mask, scale, cap), kv };
 }

@@ -13,6 +13,11 @@ import type { ModelConfig } from "./config.js";
 export interface KV {
   key: Value;
   value: Value;
+  /**
+   * A past the caller keeps itself (inference's KV cache, see infer/step.ts): attention reads it beside the new
+   * keys/values without joining them, and the layer's presents are the new columns alone.
+   */
+  held?: true;
 }
 
 /** Where an adapter may change a forward pass. */

@@ -1,4 +1,4 @@
-// The decode program reads a held KV cache (blocks.ts heldPast) beside the new token: its logits and new
+// The decode program reads a held KV cache (KV.held) beside the new token: its logits and new
 // key/value column must be the step program's, which joins the same cache to the new keys in the graph.
 import { describe, expect, it } from "vitest";
 import * as nn from "../../src/graph/nn.js";
