@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
+import { concatArrays } from "../util/arrays.js";
 import { fail } from "../util/errors.js";
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from "../formats/safetensors.js";
 import type { TeacherRow, TeacherSettings, TeacherTargets } from "./teacher.js";
@@ -87,24 +88,15 @@ export async function readTeacherCache(path: string, key: TeacherKey, flags: Key
 export async function writeTeacherCache(path: string, key: TeacherKey, targets: TeacherTargets): Promise<void> {
   const { rows, k } = targets;
   const positions = rows.reduce((n, r) => n + r.continuation.length, 0);
-  const join = <T extends Int32Array | Float32Array>(make: new (n: number) => T, parts: ArrayLike<number>[]): T => {
-    const out = new make(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
-  };
   const tensor = (dtype: "I32" | "F32", shape: number[], data: Int32Array | Float32Array): TensorToWrite => ({ dtype, shape, data });
   const tensors: Record<string, TensorToWrite> = {
     input_lengths: tensor("I32", [rows.length], Int32Array.from(rows, (r) => r.input.length)),
-    inputs: tensor("I32", [rows.reduce((n, r) => n + r.input.length, 0)], join(Int32Array, rows.map((r) => r.input))),
+    inputs: tensor("I32", [rows.reduce((n, r) => n + r.input.length, 0)], concatArrays(Int32Array, rows.map((r) => r.input))),
     continuation_lengths: tensor("I32", [rows.length], Int32Array.from(rows, (r) => r.continuation.length)),
-    continuations: tensor("I32", [positions], join(Int32Array, rows.map((r) => r.continuation))),
-    top_indices: tensor("I32", [positions, k], join(Int32Array, rows.map((r) => r.topIndices))),
-    top_logp: tensor("F32", [positions, k], join(Float32Array, rows.map((r) => r.topLogp))),
+    continuations: tensor("I32", [positions], concatArrays(Int32Array, rows.map((r) => r.continuation))),
+    top_indices: tensor("I32", [positions, k], concatArrays(Int32Array, rows.map((r) => r.topIndices))),
+    top_logp: tensor("F32", [positions, k], concatArrays(Float32Array, rows.map((r) => r.topLogp))),
   };
-  if (k < targets.vocabSize) tensors.rest_logp = tensor("F32", [positions], join(Float32Array, rows.map((r) => r.restLogp)));
+  if (k < targets.vocabSize) tensors.rest_logp = tensor("F32", [positions], concatArrays(Float32Array, rows.map((r) => r.restLogp)));
   await writeSafetensors(path, tensors, { [META]: JSON.stringify({ ...key, k, vocabSize: targets.vocabSize }), "softprompt.teacher_key": keyDigest(key) });
 }

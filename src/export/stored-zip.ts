@@ -5,6 +5,7 @@
  * control of every header's length; the format of stored entries is small (PKWARE APPNOTE 4.3).
  */
 import { crc32 } from "node:zlib";
+import { concatArrays } from "../util/arrays.js";
 import { fail } from "../util/errors.js";
 
 export interface ZipEntry {
@@ -77,15 +78,6 @@ export function storedZip(entries: readonly ZipEntry[], alignment = 64): Uint8Ar
   e.setUint16(10, entries.length, true); // entries in all
   e.setUint32(12, directorySize, true);
   e.setUint32(16, offset, true); // where the central directory starts
-  return concat([...local, ...central, end]);
+  return concatArrays(Uint8Array, [...local, ...central, end]);
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
