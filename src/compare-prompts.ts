@@ -17,7 +17,7 @@ import { readExamples, tokenizeExample, makeBatches, type Example } from "./data
 import { paddingId } from "./tokenizer/index.js";
 import { generate, type AdapterPrompt } from "./infer/generate.js";
 import { LossEvaluator } from "./eval/loss.js";
-import { prefillSecondsPerRequest } from "./distill/agreement.js";
+import { prefillSecondsPerRequest } from "./eval/prefill.js";
 import type { Adapter } from "./peft/adapter.js";
 import { loadSoftPrompt, train } from "./workflows.js";
 import { generateWithTemplate, loadTemplateAdapter, renderPrompt, renderRows, type TemplateAdapter } from "./template/index.js";

@@ -1,18 +1,18 @@
 /**
  * What a student kept of its teacher, on held-out inputs: greedy exact match with the teacher's own
  * greedy continuation, next-token top-1 agreement and mean KL(teacher ‖ student) along that
- * continuation; and what a request costs to prefill, measured.
+ * continuation.
  */
 import * as o from "../graph/ops.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { makeBatches } from "../data/index.js";
 import { Program } from "../runtime/session.js";
-import { generate, type AdapterPrompt } from "../infer/generate.js";
+import { generate, idsOnly, type AdapterPrompt } from "../infer/generate.js";
 import type { Adapter } from "../peft/adapter.js";
 import { paramInputs } from "../eval/loss.js";
 import { distillExample, distillGraph, klObjective } from "./objective.js";
-import { type TeacherTargets, idsOnly } from "./teacher.js";
+import type { TeacherTargets } from "./teacher.js";
 
 export interface Agreement {
   /** Share of held-out inputs whose greedy continuation is the teacher's, token for token (EOS included). */
@@ -55,20 +55,3 @@ export async function agreementWith(lm: CausalLM, tokenizer: Tokenizer, heldOut:
 }
 
 const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
-
-/**
- * Seconds to prefill one request: every request in one batch, generating one token (the first step is
- * the prefill); after a warm-up run (which compiles the programs and caches a soft prompt's keys/values,
- * computed once per prompt, not per request), the median of `repeats` runs over the request count.
- */
-export async function prefillSecondsPerRequest(lm: CausalLM, tokenizer: Tokenizer, requests: readonly { inputIds: number[]; prompt?: AdapterPrompt }[], repeats = 5): Promise<number> {
-  const run = () => generate(lm, undefined, requests.map((r) => ({ ...r, maxNewTokens: 1 })), idsOnly(tokenizer));
-  await run();
-  const times: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const started = performance.now();
-    await run();
-    times.push((performance.now() - started) / 1000);
-  }
-  return times.sort((a, b) => a - b)[Math.floor(repeats / 2)] / requests.length;
-}

@@ -28,7 +28,8 @@ import { type KeyFlags, type TeacherKey, inputsDigest, optionName, keyDigest, re
 import { type TeacherSettings, type TeacherTargets, type TeacherWork, teacherTargets } from "./teacher.js";
 import { distillExample, klObjective } from "./objective.js";
 import { pooledPrompt } from "./pooled.js";
-import { type Agreement, agreementWith, prefillSecondsPerRequest } from "./agreement.js";
+import { type Agreement, agreementWith } from "./agreement.js";
+import { prefillSecondsPerRequest } from "../eval/prefill.js";
 import { type DistillRecord, DISTILL_RECORD, writeAgreementChart } from "./report.js";
 
 export const INTO = ["prompt", "prefix", "both"] as const;

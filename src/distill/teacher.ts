@@ -14,7 +14,7 @@ import * as o from "../graph/ops.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { IGNORE_INDEX, makeBatches, type TokenizedExample } from "../data/index.js";
-import { type GenerateOptions, generate } from "../infer/generate.js";
+import { generate, idsOnly } from "../infer/generate.js";
 import { Program } from "../runtime/session.js";
 import { forwardGraph, lossFeeds } from "../objective/lm.js";
 
@@ -105,9 +105,6 @@ export async function teacherTargets(
   }
   return { targets: { k, vocabSize: lm.config.vocabSize, rows }, work: { generated: continuations.length, forwardPasses } };
 }
-
-/** Generation that stops and pads as the tokenizer says but decodes nothing: distillation compares ids (and a benchmark's stub tokenizer cannot decode). */
-export const idsOnly = (tokenizer: Tokenizer): GenerateOptions => ({ eosTokenIds: tokenizer.eosTokenIds, padTokenId: paddingId(tokenizer) });
 
 const scoringPrograms = new WeakMap<CausalLM, Promise<Program>>();
 

@@ -14,7 +14,7 @@
  */
 import { fail } from "../util/errors.js";
 import type { CausalLM } from "../models/causal-lm.js";
-import type { Tokenizer } from "../tokenizer/index.js";
+import { type Tokenizer, paddingId } from "../tokenizer/index.js";
 import { type AdapterPrompt, type PromptCache, checkSoftPrompt, promptCacheFor } from "./kv-cache.js";
 import type { PositionMode } from "./layout.js";
 import { type DecodeOptions, type Generation, type RowId, GenerationEngine, checkRowRequest } from "./engine.js";
@@ -30,6 +30,9 @@ export interface GenerateRequest extends DecodeOptions {
   /** The row's adapter: a soft prompt or prefix placed before the input, or a LoRA adapter (omit for the bare model). */
   prompt?: AdapterPrompt;
 }
+
+/** Options to generate ids that stop and pad as the tokenizer says, with no tokenizer passed, so nothing is decoded (distillation compares ids; a benchmark's stub tokenizer cannot decode; timed runs decode nothing). */
+export const idsOnly = (tokenizer: Tokenizer): GenerateOptions => ({ eosTokenIds: tokenizer.eosTokenIds, padTokenId: paddingId(tokenizer) });
 
 export interface GenerateOptions {
   /** Ids that end a row; default: the tokenizer's `eosTokenIds` (none without a tokenizer). */
