@@ -1,5 +1,7 @@
 // Shared pieces of the benchmarks: real model shapes with random weights, timing, FLOP counts, peak memory.
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import * as o from "../src/graph/ops.js";
 import type { Value } from "../src/graph/ir.js";
 import { type ModelConfig, parseModelConfig } from "../src/models/config.js";
@@ -214,4 +216,47 @@ export async function trainStepSeconds(
     rmSync(outputDir, { recursive: true, force: true });
   }
   return stepSeconds;
+}
+
+/**
+ * A child process that answers in JSON lines (a peer's script driven call by call, so that its calls interleave
+ * with ours): `send` writes a line to it, `next` is its next JSON line (lines not starting with "{" are a library's
+ * chatter), `finish` closes its input and returns its last line.
+ */
+export class JsonLinesChild {
+  private readonly lines: string[] = [];
+  private readonly waiting: { resolve: (line: string) => void; reject: (err: Error) => void }[] = [];
+  private ended = false;
+
+  constructor(
+    readonly label: string,
+    private readonly child: ChildProcess,
+  ) {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (!line.startsWith("{")) return;
+      const w = this.waiting.shift();
+      if (w) w.resolve(line);
+      else this.lines.push(line);
+    });
+    child.on("exit", (code) => {
+      this.ended = true;
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`${label} exited (code ${code}) before answering`));
+    });
+  }
+
+  async next<T = Record<string, unknown>>(): Promise<T> {
+    const line = this.lines.shift();
+    if (line !== undefined) return JSON.parse(line) as T;
+    if (this.ended) throw new Error(`${this.label} has exited`);
+    return JSON.parse(await new Promise<string>((resolve, reject) => this.waiting.push({ resolve, reject }))) as T;
+  }
+
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  finish<T = Record<string, unknown>>(): Promise<T> {
+    this.child.stdin!.end();
+    return this.next<T>();
+  }
 }

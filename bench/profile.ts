@@ -1,6 +1,7 @@
 // `npm run bench -- profile train|decode`: where the time goes, op by op, with ONNX Runtime's profiler on.
 // train: prompt-tuning steps (loss and its gradient to the soft prompt, batch 8 × 128 as the engine bench);
-// decode: greedy one-token steps of one row after 32 cached positions. Both on the GPT-2-small and SmolLM2-135M
+// decode: greedy one-token steps of the engine's decode program (step.ts decodeGraph) at batch 8 and 1, after the
+// cache the decode bench's last step reads. Both on the GPT-2-small and SmolLM2-135M
 // shapes (random weights). Reports time per ONNX op type, the top nodes, each distinct matrix product's time
 // against the same product run alone, the share of wall time spent outside ORT (feeds, copies, JavaScript),
 // and peak RSS beside the weights' own bytes. Writes bench/results/profile-<kind>.json.
@@ -11,10 +12,11 @@ import * as o from "../src/graph/ops.js";
 import type { Value } from "../src/graph/ir.js";
 import { grad } from "../src/graph/autodiff.js";
 import { buildModel } from "../src/models/build.js";
-import type { CausalLM, KV } from "../src/models/causal-lm.js";
+import type { CausalLM } from "../src/models/causal-lm.js";
 import { promptLossFeeds, promptLossGraph } from "../src/peft/prompt-tuning/model.js";
 import { type Feeds, Program, type Tensor } from "../src/runtime/session.js";
 import { greedy } from "../src/infer/sampling.js";
+import { decodeGraph, pastName } from "../src/infer/step.js";
 import { Rng } from "../src/util/rng.js";
 import { peakRssMb, randomWeights, shapeConfig } from "./common.js";
 import { BATCH, TEXT, VIRTUAL, randomBatch } from "./engine.js";
@@ -79,10 +81,10 @@ export function summarizeProfile(events: readonly ProfileEvent[], { skipRuns = 0
 }
 
 /** Run `step` `runs` times on a program compiled with the profiler on; the profile's summary (first run left out) and the wall time. */
-async function profiled(outputs: Record<string, Value>, step: (program: Program) => Promise<void>, runs: number): Promise<{ summary: ProfileSummary; wallMs: number }> {
+async function profiled(outputs: Record<string, Value>, step: (program: Program) => Promise<void>, runs: number, arena?: boolean): Promise<{ summary: ProfileSummary; wallMs: number }> {
   const dir = mkdtempSync(join(tmpdir(), "softprompt-profile-"));
   try {
-    const program = await Program.compile(outputs, { enableProfiling: true, profileFilePrefix: join(dir, "ort") });
+    const program = await Program.compile(outputs, { enableProfiling: true, profileFilePrefix: join(dir, "ort"), arena });
     await step(program); // warm-up: first-run allocations
     const t0 = performance.now();
     for (let i = 1; i < runs; i++) await step(program);
@@ -133,46 +135,42 @@ function trainCase(lm: CausalLM) {
   return { outputs: { loss: graph.loss, grad: gPrompt }, step: async (program: Program) => void (await program.run(feeds)), runs: 4, what: `batch ${BATCH} × (${VIRTUAL} virtual + ${TEXT} text) tokens` };
 }
 
-const PAST = 32;
+/** Cached columns of the decode case: the decode bench's 20 virtual + 16 input tokens, and the 16th new one's step. */
+const FILLED = 20 + 16 + 15;
 
-/** One-token greedy decode of one row after PAST cached positions: each step's keys/values are the next one's past. */
-function decodeCase(lm: CausalLM) {
-  const { numLayers, numKvHeads, headDim, hiddenSize } = lm.config;
-  const past: KV[] = Array.from({ length: numLayers }, (_, i) => ({
-    key: o.input(`past.${i}.key`, "float32", [1, numKvHeads, "past", headDim]),
-    value: o.input(`past.${i}.value`, "float32", [1, numKvHeads, "past", headDim]),
-  }));
-  const ids = o.input("input_ids", "int64", [1, 1]);
-  const positions = o.input("position_ids", "int64", [1, 1]);
-  const allowed = o.input("allowed", "bool", [1, 1, 1, "past+1"]);
-  const { hidden, presents } = lm.forward({ inputsEmbeds: lm.embed(ids), positions, allowed, past });
-  const outputs: Record<string, Value> = { logits: lm.lmHead(o.reshape(hidden, [-1, hiddenSize])) };
-  presents.forEach((kv, i) => Object.assign(outputs, { [`present.${i}.key`]: kv.key, [`present.${i}.value`]: kv.value }));
-
+/**
+ * Greedy decode steps as the engine runs them (step.ts decodeGraph): `batch` rows, each one token after a held cache of
+ * the capacity the engine gives FILLED columns, written in place; each step's token is the next one's input.
+ */
+function decodeCase(lm: CausalLM, batch: number) {
+  const { numLayers, numKvHeads, headDim, vocabSize } = lm.config;
+  const capacity = 2 ** Math.ceil(Math.log2(FILLED + 1));
   const rng = new Rng(4);
-  const cache = (length: number) => ({ data: Float32Array.from({ length: numKvHeads * length * headDim }, () => rng.normal() * 0.5), dims: [1, numKvHeads, length, headDim] });
-  let state: Feeds = Object.fromEntries(past.flatMap((_, i) => [[`past.${i}.key`, cache(PAST)], [`past.${i}.value`, cache(PAST)]]));
-  let [token, position] = [1, PAST];
+  const cache = () => ({ data: Float32Array.from({ length: batch * numKvHeads * capacity * headDim }, () => rng.normal() * 0.5), dims: [batch, numKvHeads, capacity, headDim] });
+  const past: Feeds = Object.fromEntries(Array.from({ length: numLayers }, (_, i) => [[pastName(i, "key"), cache()], [pastName(i, "value"), cache()]]).flat());
+  const allowed = new Uint8Array(batch * (capacity + 1));
+  for (let b = 0; b < batch; b++) allowed.fill(1, b * (capacity + 1), b * (capacity + 1) + FILLED).fill(1, (b + 1) * (capacity + 1) - 1, (b + 1) * (capacity + 1));
+  const tokens = Array.from({ length: batch }, (_, b) => b + 1);
   const step = async (program: Program) => {
     const out = await program.run({
       ...lm.weights.feeds(),
-      ...state,
-      input_ids: { data: BigInt64Array.of(BigInt(token)), dims: [1, 1] },
-      position_ids: { data: BigInt64Array.of(BigInt(position)), dims: [1, 1] },
-      allowed: { data: new Uint8Array(position + 1).fill(1), dims: [1, 1, 1, position + 1] },
+      ...past,
+      input_ids: { data: BigInt64Array.from(tokens, BigInt), dims: [batch, 1] },
+      position_ids: { data: new BigInt64Array(batch).fill(BigInt(FILLED)), dims: [batch, 1] },
+      allowed: { data: allowed, dims: [batch, 1, 1, capacity + 1] },
     });
-    token = greedy(out.logits.data as Float32Array);
-    position += 1;
-    state = Object.fromEntries(past.flatMap((_, i) => [[`past.${i}.key`, out[`present.${i}.key`]], [`past.${i}.value`, out[`present.${i}.value`]]]));
+    const logits = out.logits.data as Float32Array;
+    tokens.forEach((_, b) => (tokens[b] = greedy(logits.subarray(b * vocabSize, (b + 1) * vocabSize))));
   };
-  return { outputs, step, runs: 17, what: `1 row, greedy, ${PAST} cached positions, 16 steps` };
+  // Without ORT's arena, as step.ts compiles the engine's programs.
+  return { outputs: decodeGraph(lm, capacity), step, runs: 17, arena: false, what: `${batch} rows, greedy, ${FILLED} of ${capacity} cached columns (the engine's decode program), 16 steps` };
 }
 
-async function profileShape(shape: string, kind: ProfileKind) {
+async function profileShape(shape: string, kind: ProfileKind, batch: number) {
   const config = shapeConfig(shape);
   const lm = buildModel(config, randomWeights(config));
-  const c = kind === "train" ? trainCase(lm) : decodeCase(lm);
-  const { summary, wallMs } = await profiled(c.outputs, c.step, c.runs);
+  const c = kind === "train" ? trainCase(lm) : decodeCase(lm, batch);
+  const { summary, wallMs } = await profiled(c.outputs, c.step, c.runs, "arena" in c ? c.arena : undefined);
   const products = [];
   for (const p of summary.products) {
     const aloneMs = await productAlone(p);
@@ -182,6 +180,7 @@ async function profileShape(shape: string, kind: ProfileKind) {
   const weightsMb = lm.weights.names().reduce((s, n) => s + lm.weights.tensor(n).data.byteLength, 0) / 2 ** 20;
   return {
     shape,
+    batch,
     what: c.what,
     ms_per_run: { wall: wallMs / summary.runs, ort: summary.runMs / summary.runs, kernels: summary.kernelMs / summary.runs },
     // Wall time outside ORT's run: wrapping feeds, copying outputs out, and the JavaScript between runs (argmax, next feeds).
@@ -198,6 +197,8 @@ async function profileShape(shape: string, kind: ProfileKind) {
 export async function benchProfile(kind: string | undefined) {
   if (kind !== "train" && kind !== "decode") throw new Error(`profile needs a kind: train or decode, got ${kind ?? "none"}`);
   const shapes = [];
-  for (const shape of SHAPES) shapes.push(await profileShape(shape, kind));
+  // Decode at the decode bench's two batches; training at the engine bench's one.
+  const batches = kind === "decode" ? [8, 1] : [BATCH];
+  for (const shape of SHAPES) for (const batch of batches) shapes.push(await profileShape(shape, kind, batch));
   return { kind, shapes, load_average: loadavg() };
 }

@@ -12,8 +12,9 @@
  *  4. lets finished and cancelled rows go and keeps the cache of the rest.
  *
  * The cache is per layer [B, kvHeads, capacity, headDim] on the host, `width` columns of it filled,
- * with a key mask per row. A decode step reads it in place (step.ts "decode") and returns only the new
- * column, which is written after the filled ones. Rows that leave are compacted out in place, and rows
+ * with a key mask per row. A prefill writes the joining rows' prompt keys/values into a new block, reads
+ * them there in place (step.ts held prefill) and writes the tokens' columns after them; a decode step reads
+ * the block in place (step.ts "decode") and returns only the new column, which is written after the filled ones. Rows that leave are compacted out in place, and rows
  * that join are copied, right-aligned, into the block's spare rows; only when the cache is full (or a
  * joining row is wider than the running ones) are every row's visible columns copied into a new block,
  * with room for the next power of two of rows and of columns (so a program per capacity, and few copies). Attention sees only the key mask and the positions, and positions are each row's own
@@ -30,9 +31,9 @@ import type { Tensor } from "../runtime/session.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { applyRepetitionPenalty, sampleToken } from "./sampling.js";
 import { StopMatcher } from "./stop.js";
-import { type PromptState, batchPast } from "./kv-cache.js";
+import type { PromptState } from "./kv-cache.js";
 import { type BatchLayout, type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
-import { decodeProgram, pastName, presentName, stepProgram } from "./step.js";
+import { decodeProgram, heldPrefillProgram, pastName, presentName, stepProgram } from "./step.js";
 import { LoraBatcher, checkLoraPrompt } from "./lora.js";
 
 /** How a row continues: its token limit, sampler and stop strings. */
@@ -226,7 +227,7 @@ export class GenerationEngine {
       // 2. Decode: one token for every running row, one column more of cache.
       const decoded = running.length > 0 ? await this.decode(running, tokens) : undefined;
       // 3. Prefill: the joining rows' first tokens, and their cache.
-      const prefilled = joining !== undefined ? await this.prefill(joining.rows, joining.layout, tokens) : undefined;
+      const prefilled = joining !== undefined ? await this.prefill(joining.rows, joining.layout, tokens, running.length === 0) : undefined;
       // 4. Keep the cache of the rows that go on.
       this.keep([
         ...running.map((row, slot) => ({ row, block: decoded!, slot })),
@@ -263,22 +264,30 @@ export class GenerationEngine {
     return block;
   }
 
-  /** The joining rows' padded inputs, after their prompts' keys/values if any → their first tokens and cache. */
-  private async prefill(rows: readonly Row[], layout: BatchLayout, tokens: RowToken[]): Promise<KvBlock> {
-    const withPrompts = layout.pastLength > 0;
+  /**
+   * The joining rows' padded inputs, after their prompts' keys/values if any → their first tokens and a new cache
+   * block with room for the next columns (and, when no rows are running, for more rows): the prompts' keys/values
+   * are written into it and read there in place (step.ts held prefill), and the tokens' own columns written after them.
+   */
+  private async prefill(rows: readonly Row[], layout: BatchLayout, tokens: RowToken[], roomForRows: boolean): Promise<KvBlock> {
+    const width = layout.pastLength + layout.width;
+    const block = emptyBlock(this.lm, rows.length, capacityFor(width), roomForRows);
     const lora = this.lora.batch(rows.map((r) => r.state?.lora));
-    const out = await (await stepProgram(this.lm, withPrompts ? "step" : "prefill", lora)).run({
-      ...this.lm.weights.feeds(),
-      ...lora?.feeds,
-      ...(withPrompts ? batchPast(this.lm, rows.map((r) => r.state), layout.pastLength) : {}),
-      input_ids: layout.inputIds,
-      position_ids: layout.positions,
-      allowed: attentionPattern(layout.keyMask, layout.width),
-    });
+    const feeds = { ...this.lm.weights.feeds(), ...lora?.feeds, input_ids: layout.inputIds, position_ids: layout.positions };
+    let out: Record<string, Tensor>;
+    if (layout.pastLength > 0) {
+      writePrompts(this.lm, block, rows.map((r) => r.state), layout.pastLength);
+      // Keys: the block's columns (the prompts' filled, the rest masked), then the tokens'.
+      const keyMask = layout.keyMask.map((mask) => [...mask.slice(0, layout.pastLength), ...new Array<number>(block.capacity - layout.pastLength).fill(0), ...mask.slice(layout.pastLength)]);
+      const program = await heldPrefillProgram(this.lm, block.capacity, lora);
+      out = await program.run({ ...feeds, ...block.past, allowed: attentionPattern(keyMask, layout.width) });
+    } else {
+      out = await (await stepProgram(this.lm, "prefill", lora)).run({ ...feeds, allowed: attentionPattern(layout.keyMask, layout.width) });
+    }
     rows.forEach((r, b) => (r.position = layout.nextPosition[b]));
     this.pick(rows, out.logits.data as Float32Array, tokens);
-    const width = layout.pastLength + layout.width;
-    return { past: pastFrom(this.lm, out), width, capacity: width, keyMask: layout.keyMask };
+    writeColumns(this.lm, block, out, layout.pastLength, layout.width);
+    return { ...block, width, keyMask: layout.keyMask };
   }
 
   /**
@@ -461,23 +470,33 @@ function joinInPlace(lm: CausalLM, running: KvBlock, staying: readonly { block: 
  * room for the next power of two of columns and of rows, so later steps and joins write in place.
  */
 function gatherRows(lm: CausalLM, parts: readonly { block: KvBlock; slot: number }[]): KvBlock {
-  const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
+  const { numLayers } = lm.config;
   const runs = parts.map(({ block, slot }) => visibleRuns(block.keyMask[slot]));
   const lengths = runs.map((rs) => rs.reduce((n, [start, end]) => n + end - start, 0));
   const width = Math.max(...lengths);
-  const capacity = capacityFor(width);
-  const rows = 2 ** Math.ceil(Math.log2(parts.length));
-  const past: Record<string, Tensor> = {};
+  const { past, capacity } = emptyBlock(lm, parts.length, capacityFor(width), true);
   for (let i = 0; i < numLayers; i++) {
     for (const kind of ["key", "value"] as const) {
       const name = pastName(i, kind);
-      const data = new Float32Array(rows * H * capacity * hd).subarray(0, parts.length * H * capacity * hd);
+      const data = past[name].data as Float32Array;
       parts.forEach((part, b) => copyVisible(lm, part, name, runs[b], { data, row: b, capacity, start: width - lengths[b] }));
-      past[name] = { data, dims: [parts.length, H, capacity, hd] };
     }
   }
   const keyMask = lengths.map((n) => Array.from({ length: width }, (_, c) => (c < width - n ? 0 : 1)));
   return { past, width, capacity, keyMask };
+}
+
+/** Zeroed keys/values for `rows` rows of `capacity` columns; with `roomForRows`, buffers with room for the next power of two of rows. */
+function emptyBlock(lm: CausalLM, rows: number, capacity: number, roomForRows: boolean): Pick<KvBlock, "past" | "capacity"> {
+  const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
+  const room = roomForRows ? 2 ** Math.ceil(Math.log2(rows)) : rows;
+  const past: Record<string, Tensor> = {};
+  for (let i = 0; i < numLayers; i++) {
+    for (const kind of ["key", "value"] as const) {
+      past[pastName(i, kind)] = { data: new Float32Array(room * H * capacity * hd).subarray(0, rows * H * capacity * hd), dims: [rows, H, capacity, hd] };
+    }
+  }
+  return { past, capacity };
 }
 
 /** One row's visible columns (`runs`) of the cache tensor `name`, per head, into row `row` of `to` from column `start` on. */
@@ -531,22 +550,42 @@ function decodePattern({ keyMask, capacity }: KvBlock): Tensor<Uint8Array> {
 
 /** Write each layer's new key/value column (the last of its presents) after the block's filled columns. */
 function appendColumn(lm: CausalLM, block: KvBlock, out: Record<string, Tensor>): void {
+  writeColumns(lm, block, out, block.width, 1);
+  for (const mask of block.keyMask) mask.push(1);
+  block.width++;
+}
+
+/**
+ * The last `columns` of each layer's presents [B, kvHeads, T, headDim] into the block from column `at` on: the new
+ * tokens' (T is more for a family whose attention joins the past itself).
+ */
+function writeColumns(lm: CausalLM, block: Pick<KvBlock, "past" | "capacity">, out: Record<string, Tensor>, at: number, columns: number): void {
   const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
-  const B = block.keyMask.length;
   for (let i = 0; i < numLayers; i++) {
     for (const kind of ["key", "value"] as const) {
       const present = out[presentName(i, kind)];
       const src = present.data as Float32Array;
-      const columns = present.dims[2]; // 1, or capacity + 1 for a family that joins its past itself
+      const [B, , T] = present.dims;
       const dst = block.past[pastName(i, kind)].data as Float32Array;
-      for (let bh = 0; bh < B * H; bh++) {
-        const from = (bh * columns + columns - 1) * hd;
-        dst.set(src.subarray(from, from + hd), (bh * block.capacity + block.width) * hd);
-      }
+      for (let bh = 0; bh < B * H; bh++) dst.set(src.subarray((bh * T + T - columns) * hd, (bh + 1) * T * hd), (bh * block.capacity + at) * hd);
     }
   }
-  for (const mask of block.keyMask) mask.push(1);
-  block.width++;
+}
+
+/** Each row's prompt keys/values (kv-cache.ts PromptState) into the block, right-aligned to end at column `end`. */
+function writePrompts(lm: CausalLM, block: Pick<KvBlock, "past" | "capacity">, prompts: readonly (PromptState | undefined)[], end: number): void {
+  const { numLayers, numKvHeads: H, headDim: hd } = lm.config;
+  for (let i = 0; i < numLayers; i++) {
+    for (const kind of ["key", "value"] as const) {
+      const dst = block.past[pastName(i, kind)].data as Float32Array;
+      prompts.forEach((p, b) => {
+        const n = p?.numVirtual ?? 0;
+        if (n === 0) return;
+        const src = p!.layers[i][kind];
+        for (let h = 0; h < H; h++) dst.set(src.subarray(h * n * hd, (h + 1) * n * hd), ((b * H + h) * block.capacity + end - n) * hd);
+      });
+    }
+  }
 }
 
 /** [start, end) column ranges where the mask is 1. */
@@ -562,15 +601,6 @@ function visibleRuns(mask: readonly number[]): [number, number][] {
     }
   }
   return runs;
-}
-
-/** The presents of a run, named as the past of the next. */
-function pastFrom(lm: CausalLM, out: Record<string, Tensor>): Record<string, Tensor> {
-  const feeds: Record<string, Tensor> = {};
-  for (let i = 0; i < lm.config.numLayers; i++) {
-    for (const kind of ["key", "value"] as const) feeds[pastName(i, kind)] = out[presentName(i, kind)];
-  }
-  return feeds;
 }
 
 function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
