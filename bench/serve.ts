@@ -5,6 +5,7 @@
 // answer at 8 and 32 must equal its one-at-a-time answer (none lost, mixed up or cut short). Target: 32 clients give
 // ≥ 4× the one-at-a-time throughput. Every request has a timeout and every level a deadline. The server runs in a
 // child process of its own (`bench/serve.ts --child MODEL REGISTRY`), so the clients' work is not on its event loop.
+// `npm run bench -- serve --shape=tiny-tasks` (or `--shape=gpt2-small`) runs one workload only.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, promises as fsp } from "node:fs";
 import { createInterface } from "node:readline";
@@ -20,6 +21,7 @@ import { loadTokenizer } from "../src/tokenizer/index.js";
 import { writeSafetensors } from "../src/formats/safetensors.js";
 import { tensorSpec } from "../src/models/checkpoint.js";
 import { Rng } from "../src/util/rng.js";
+import { fail } from "../src/util/errors.js";
 import { DEMO_SETTINGS } from "../examples/demo.js";
 import { TASKS } from "../examples/tasks.js";
 import { median, peakRssMb, randomWeights, SHAPES, shapeConfig } from "./common.js";
@@ -284,15 +286,26 @@ async function gpt2SmallWorkload(work: string): Promise<Workload> {
   return { shape: "gpt2-small", modelDir, registry, adapters, requests };
 }
 
+const WORKLOADS: Record<string, (work: string) => Promise<Workload>> = { "tiny-tasks": tinyWorkload, "gpt2-small": gpt2SmallWorkload };
+
+/** `--shape=tiny-tasks` or `--shape=gpt2-small` (`npm run bench -- serve --shape=tiny-tasks`): that workload only; default both. */
+function chosenShapes(): string[] {
+  const flag = process.argv.find((a) => a.startsWith("--shape="));
+  if (flag === undefined) return Object.keys(WORKLOADS);
+  const shape = flag.slice("--shape=".length);
+  if (!(shape in WORKLOADS)) fail("usage", `unknown serving workload '${shape}': choose ${Object.keys(WORKLOADS).join(" or ")}`, { field: "--shape" });
+  return [shape];
+}
+
 export async function benchServe() {
+  const shapes = chosenShapes();
   const work = mkdtempSync(join(tmpdir(), "softprompt-bench-serve-"));
   try {
-    const tiny = await benchWorkload(await tinyWorkload(work));
-    const gpt2 = await benchWorkload(await gpt2SmallWorkload(work));
+    const results: Record<string, object> = {};
+    for (const shape of shapes) results[shape] = await benchWorkload(await WORKLOADS[shape](work));
     return {
       note: "loopback, greedy, streamed (openai client; the server in a process of its own); 1 client = the requests served one at a time; on a shared machine, so absolute numbers are noisy",
-      "tiny-tasks": tiny,
-      "gpt2-small": gpt2,
+      ...results,
       clients_peak_rss_mb: Math.round(peakRssMb()),
     };
   } finally {

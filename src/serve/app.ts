@@ -22,8 +22,6 @@ export interface AppOptions {
   log: (level: "info" | "warn" | "error", message: string) => void;
 }
 
-const GENERATION_ROUTES = new Set(["/v1/completions", "/v1/chat/completions"]);
-
 /** The playground (another module's static files), served at / when present. */
 const PUBLIC_DIR = fileURLToPath(new URL("./public/", import.meta.url));
 
@@ -32,24 +30,26 @@ export async function buildApp(ctx: ServeContext, options: AppOptions): Promise<
   const created = Math.floor(Date.now() / 1000);
   const keys = options.apiKeys.map((k) => Buffer.from(k));
 
-  app.addHook("onRequest", async (request, reply) => {
+  // Hooks in callback form: they run for every request, and an async hook costs a promise each time.
+  app.addHook("onRequest", (request, reply, done) => {
     if (options.closing()) {
       reply.header("connection", "close");
-      throw new ServeError("server_shutting_down", "the server is shutting down: it finishes the requests it has and takes no new ones; retry on another replica", null);
+      return done(new ServeError("server_shutting_down", "the server is shutting down: it finishes the requests it has and takes no new ones; retry on another replica", null));
     }
     if (keys.length > 0 && request.url.startsWith("/v1/") && !authorized(request, keys)) {
-      throw new ServeError("invalid_api_key", "missing or wrong API key: send the header 'Authorization: Bearer <key>'", null);
+      return done(new ServeError("invalid_api_key", "missing or wrong API key: send the header 'Authorization: Bearer <key>'", null));
     }
+    done();
   });
-  // Generation requests are awaited by the scheduler's next step from their first bytes (see Scheduler.arrive).
-  app.addHook("onRequest", async (request) => {
-    if (request.method === "POST" && GENERATION_ROUTES.has(request.routeOptions.url ?? "")) ctx.scheduler.arrive(request);
+  app.addHook("onRequestAbort", (request, done) => {
+    ctx.scheduler.arrived(request);
+    done();
   });
-  app.addHook("onRequestAbort", async (request) => ctx.scheduler.arrived(request));
-  app.addHook("onResponse", async (request, reply) => {
+  app.addHook("onResponse", (request, reply, done) => {
     ctx.scheduler.arrived(request);
     const notes = requestNotes.get(request);
     ctx.metrics.requests.inc({ endpoint: request.routeOptions.url ?? "unmatched", adapter: notes?.adapter ?? "none", status: String(notes?.status ?? reply.statusCode) });
+    done();
   });
   app.setErrorHandler(async (err, request, reply) => {
     const http = toHttpError(err, paramOf(request.url.includes("chat") ? "chat" : "completion"));
@@ -61,8 +61,13 @@ export async function buildApp(ctx: ServeContext, options: AppOptions): Promise<
     return reply.status(http.status).send(http.body);
   });
 
-  app.post("/v1/completions", (request, reply) => handleGeneration(ctx, "completion", request, reply));
-  app.post("/v1/chat/completions", (request, reply) => handleGeneration(ctx, "chat", request, reply));
+  // Generation requests are awaited by the scheduler's next step from their first bytes (see Scheduler.arrive).
+  const arrive = (request: FastifyRequest, _reply: unknown, done: () => void) => {
+    ctx.scheduler.arrive(request);
+    done();
+  };
+  app.post("/v1/completions", { onRequest: arrive }, (request, reply) => handleGeneration(ctx, "completion", request, reply));
+  app.post("/v1/chat/completions", { onRequest: arrive }, (request, reply) => handleGeneration(ctx, "chat", request, reply));
   app.post("/v1/classify", async (request) => {
     const { label, response } = await classify(ctx, request.body);
     requestNotes.set(request, { adapter: label });

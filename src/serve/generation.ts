@@ -19,6 +19,7 @@ import { ServeError, serveFail, toHttpError } from "./errors.js";
 import { resolveModel, type ResolvedModel } from "./models.js";
 import { type ChatBody, type CompletionBody, chatSchema, completionSchema, parseBody } from "./openai-params.js";
 import { TextStream } from "./text-stream.js";
+import { type FinishReason, type Usage, sseStream } from "./sse.js";
 import type { Ticket } from "./scheduler.js";
 
 type Kind = "completion" | "chat";
@@ -64,7 +65,7 @@ export async function handleGeneration(ctx: ServeContext, kind: Kind, request: F
   const prompts = job.inputs.map((_, p) => (job.prompts?.[p] === undefined ? shared : ctx.promptCache.get(job.prompts[p]!)));
   const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID().replaceAll("-", "")}`;
   const created = Math.floor(Date.now() / 1000);
-  const out = job.stream ? sseWriter(reply, job, id, created) : undefined;
+  const out = job.stream ? openStream(reply, job, id, created) : undefined;
 
   let firstToken = true;
   const run = runRows(ctx, job, prompts, {
@@ -73,7 +74,7 @@ export async function handleGeneration(ctx: ServeContext, kind: Kind, request: F
       firstToken = false;
     },
     onDelta: (index, text) => out?.delta(index, text),
-    onRowDone: (index, g) => out?.finish(index, g),
+    onRowDone: (index, g) => out?.finish(index, finishReason(g)),
   });
   scheduler.arrived(request);
   // A client that goes away cancels its rows; the others keep their places in the batch.
@@ -238,13 +239,7 @@ function runRows(ctx: ServeContext, job: Job, prompts: readonly (Promise<PromptS
   return { done, cancel: () => cancelAll() };
 }
 
-const finishReason = (g: Generation) => (g.finishReason === "length" ? "length" : "stop");
-
-interface Usage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-}
+const finishReason = (g: Generation): FinishReason => (g.finishReason === "length" ? "length" : "stop");
 
 function completionResponse(id: string, created: number, model: string, gens: Generation[], usage: Usage) {
   return {
@@ -268,31 +263,9 @@ function chatResponse(id: string, created: number, model: string, gens: Generati
   };
 }
 
-/** Server-sent events in OpenAI's chunk format, written straight to the socket. */
-function sseWriter(reply: FastifyReply, job: Job, id: string, created: number) {
+/** The reply taken over from fastify and written as server-sent events. */
+function openStream(reply: FastifyReply, job: Job, id: string, created: number) {
   reply.hijack();
-  reply.raw.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" });
-  const send = (data: unknown) => {
-    if (!reply.raw.writableEnded && !reply.raw.destroyed) reply.raw.write(`data: ${JSON.stringify(data)}\n\n`);
-  };
-  const chunk = (choices: unknown[]) =>
-    send({ id, object: job.kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: job.model, choices });
-  const choice = (index: number, text: string | undefined, finish: string | null, role?: string) =>
-    job.kind === "chat"
-      ? { index, delta: { ...(role !== undefined ? { role } : {}), ...(text !== undefined ? { content: text } : {}) }, logprobs: null, finish_reason: finish }
-      : { index, text: text ?? "", logprobs: null, finish_reason: finish };
-  // Chat streams open each choice with the assistant's role, as OpenAI does.
-  if (job.kind === "chat") chunk(Array.from({ length: job.n }, (_, index) => choice(index, "", null, "assistant")));
-  return {
-    delta: (index: number, text: string) => chunk([choice(index, text, null)]),
-    finish: (index: number, g: Generation) => chunk([choice(index, job.kind === "chat" ? undefined : "", finishReason(g))]),
-    end: (usage: Usage) => {
-      if (job.includeUsage) send({ id, object: job.kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: job.model, choices: [], usage });
-      if (!reply.raw.destroyed) reply.raw.end("data: [DONE]\n\n");
-    },
-    error: (body: unknown) => {
-      send(body);
-      if (!reply.raw.destroyed) reply.raw.end();
-    },
-  };
+  const events = sseStream(reply.raw, { kind: job.kind, id, created, model: job.model, choices: job.inputs.length * job.n });
+  return { ...events, end: (usage: Usage) => events.end(job.includeUsage ? usage : undefined) };
 }

@@ -50,6 +50,8 @@ interface Pending {
  * How long a step may wait for requests that have arrived but are still being read or checked. ORT runs a step
  * synchronously on the event loop, so a request needs the gaps between steps to get from its first bytes to
  * `submit`; without this wait a burst trickles in a few requests per step, each paying a prefill of its own.
+ * The wait sleeps until a request submits or is answered (no polling), so the clients sending the rest of
+ * their requests have the cores meanwhile.
  */
 const ARRIVAL_WAIT_MS = 25;
 /** An arrival older than this stops being waited for (a client that sent headers and no body). */
@@ -61,6 +63,8 @@ export class Scheduler {
   /** Requests seen by the server that have not yet submitted their rows or been answered, with when (see `arrive`). */
   private readonly arriving = new Map<object, number>();
   private readonly running = new Map<RowId, Pending>();
+  /** Ends the loop's wait for arriving requests (see `untilArrivedOr`). */
+  private wake: (() => void) | undefined;
   private looping = false;
   private idle: (() => void)[] = [];
 
@@ -87,7 +91,7 @@ export class Scheduler {
 
   /** The request has submitted its rows, or was answered without any (an error). */
   arrived(request: object): void {
-    this.arriving.delete(request);
+    if (this.arriving.delete(request)) this.wakeUp();
   }
 
   /** Throws a 429 (before anything starts) when `rows` more would not fit the queue. */
@@ -105,6 +109,7 @@ export class Scheduler {
     const pending: Pending = { request: rest, events, ready: prompt === undefined, gone: false };
     this.waiting.push(pending);
     this.metrics?.queueDepth.set(this.waiting.length);
+    this.wakeUp();
     if (prompt !== undefined) {
       Promise.resolve(prompt).then(
         (state) => {
@@ -166,7 +171,7 @@ export class Scheduler {
         await nextTurn();
       }
       // Requests still being read join this step rather than a later one, each with a prefill of its own.
-      for (const until = performance.now() + ARRIVAL_WAIT_MS; this.stillArriving() && performance.now() < until; ) await nextTurn();
+      for (const until = performance.now() + ARRIVAL_WAIT_MS; this.stillArriving() && performance.now() < until; ) await this.untilArrivedOr(until);
       this.admit();
       if (this.running.size === 0) return;
       this.metrics?.batchSize.observe(this.running.size);
@@ -195,6 +200,26 @@ export class Scheduler {
       }
       this.metrics?.running.set(this.running.size);
     }
+  }
+
+  /** Resolves when a request submits or is answered, or at `until` (a performance.now() time). */
+  private untilArrivedOr(until: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, until - performance.now());
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
   }
 
   /** Whether a request is on its way to `submit`; one that never got there (a body that never came) is forgotten after a while. */
