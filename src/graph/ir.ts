@@ -38,6 +38,7 @@ export interface OpAttrs {
   tanh: Record<string, never>;
   erf: Record<string, never>;
   sigmoid: Record<string, never>;
+  geluTanh: Record<string, never>;
   sin: Record<string, never>;
   cos: Record<string, never>;
   equal: Record<string, never>;

@@ -13,16 +13,6 @@ export function gelu(x: Value): Value {
   return o.mul(o.mul(x, 0.5), o.add(o.erf(o.mul(x, Math.SQRT1_2)), 1));
 }
 
-/**
- * GELU, tanh approximation (GPT-2's "gelu_new"): ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³),
- * computed as x·σ(2u) (the same function): fewer ops forward and, through autodiff, backward.
- */
-export function geluTanh(x: Value): Value {
-  const k = Math.sqrt(2 / Math.PI);
-  const twoU = o.mul(x, o.add(o.mul(o.mul(x, x), 2 * k * 0.044715), 2 * k));
-  return o.mul(x, o.sigmoid(twoU));
-}
-
 /** SiLU / swish: x·σ(x). */
 export function silu(x: Value): Value {
   return o.mul(x, o.sigmoid(x));
@@ -38,9 +28,9 @@ export function relu(x: Value): Value {
  * gelu_new and gelu_pytorch_tanh are the same tanh approximation under two names; gelu is the exact erf form.
  */
 export const ACTIVATIONS = {
-  gelu_new: geluTanh,
+  gelu_new: o.geluTanh,
   gelu,
-  gelu_pytorch_tanh: geluTanh,
+  gelu_pytorch_tanh: o.geluTanh,
   relu,
   silu,
 } as const satisfies Record<string, (x: Value) => Value>;
@@ -56,8 +46,7 @@ export function linear(x: Value, weight: Value, bias: Value | undefined, layout:
   const inDim = x.shape[x.shape.length - 1];
   if (typeof inDim !== "number") shapeError("linear", `input's last dim must be static, got ${formatShape(x.shape)}`);
   const x2 = x.shape.length === 2 ? x : o.reshape(x, [-1, inDim]);
-  let y: Value = o.gemm(x2, weight, { transB: layout === "out_in" });
-  if (bias !== undefined) y = o.add(y, bias);
+  const y = o.gemm(x2, weight, { transB: layout === "out_in" }, bias);
   return x.shape.length === 2 ? y : o.unflatten(y, x);
 }
 

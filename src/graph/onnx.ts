@@ -7,7 +7,7 @@ import protobuf from "protobufjs";
 import { fail } from "../util/errors.js";
 import { type AnyTypedArray, type DType, type OpKind, type Shape, type Value, topoSort } from "./ir.js";
 import { ONNX_PROTO } from "./onnx-proto.js";
-import { arrayOf } from "./ops.js";
+import { GELU_TANH_2U, arrayOf } from "./ops.js";
 
 export const OPSET = 18;
 /** ONNX Runtime's contrib ops (FusedMatMul, MatMulNBits). */
@@ -109,6 +109,17 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
   tanh: simple("Tanh"),
   erf: simple("Erf"),
   sigmoid: simple("Sigmoid"),
+  geluTanh: (e, y, [x], out) => {
+    // x·σ(2u), 2u = x(a + bx²), node for node as the gradient rule recomputes σ(2u): ORT computes it once.
+    const scalar = (v: number) => e.tensor(arrayOf(y.dtype, [v]), [], y.dtype);
+    const [x2, bx2, inner, twoU, s] = ["x2", "bx2", "inner", "twoU", "s"].map((h) => e.fresh(h));
+    e.node("Mul", [x, x], [x2]);
+    e.node("Mul", [x2, scalar(GELU_TANH_2U[1])], [bx2]);
+    e.node("Add", [bx2, scalar(GELU_TANH_2U[0])], [inner]);
+    e.node("Mul", [x, inner], [twoU]);
+    e.node("Sigmoid", [twoU], [s]);
+    e.node("Mul", [x, s], [out]);
+  },
   sin: simple("Sin"),
   cos: simple("Cos"),
   equal: simple("Equal"),
@@ -197,7 +208,7 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
     const [logp, ignored, safe, safe2, picked, pickedN, counted, keep, weighted, total, count, positive, divisor, mean] =
       ["logp", "ignored", "safe", "safe2", "picked", "pickedN", "counted", "keep", "weighted", "total", "count", "positive", "divisor", "mean"].map(n);
     const targetType = y.inputs[1].dtype;
-    e.node("LogSoftmax", [z], [logp], [int("axis", -1)]);
+    e.node("LogSoftmax", [z], [logp], [int("axis", 1)]); // as o.logSoftmax(z, -1) emits it, so ORT computes the gradient's once
     e.node("Equal", [t, e.tensor(arrayOf(targetType, [y.attrs.ignoreIndex]), [], targetType)], [ignored]);
     e.node("Where", [ignored, e.tensor(arrayOf(targetType, [0]), [], targetType), t], [safe]);
     e.node("Unsqueeze", [safe, e.ints([1])], [safe2]);

@@ -107,7 +107,7 @@ export function and(a: Value, b: Value): Value<"and"> {
   return binary("and", a, b, "bool");
 }
 
-function unary<K extends "neg" | "sqrt" | "reciprocal" | "exp" | "log" | "tanh" | "erf" | "sigmoid" | "sin" | "cos">(
+function unary<K extends "neg" | "sqrt" | "reciprocal" | "exp" | "log" | "tanh" | "erf" | "sigmoid" | "geluTanh" | "sin" | "cos">(
   op: K,
   x: Value,
 ): Value<K> {
@@ -125,6 +125,14 @@ export const erf = (x: Value) => unary("erf", x);
 export const sigmoid = (x: Value) => unary("sigmoid", x);
 export const sin = (x: Value) => unary("sin", x);
 export const cos = (x: Value) => unary("cos", x);
+/**
+ * GELU, tanh approximation (GPT-2's "gelu_new"): ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³), computed as
+ * x·σ(2u) (the same function). One op with a gradient rule of its own, which takes fewer passes over the
+ * [tokens, 4d] activations than autodiff of the composite would.
+ */
+export const geluTanh = (x: Value) => unary("geluTanh", x);
+/** [a, b] with 2u = x(a + bx²): the tanh GELU is x·σ(2u). */
+export const GELU_TANH_2U = [2 * Math.sqrt(2 / Math.PI), 2 * Math.sqrt(2 / Math.PI) * 0.044715] as const;
 
 /** x ** exponent for a constant exponent. */
 export function pow(x: Value, exponent: number): Value<"pow"> {
@@ -177,10 +185,11 @@ export function matmul(a: Value, b: Value, { transA = false, transB = false, alp
 const lastTwo = (shape: Shape, swap: boolean): Dim[] => (swap ? [shape[shape.length - 1], shape[shape.length - 2]] : shape.slice(-2));
 
 /**
- * 2-D product op(a) @ op(b), op = optional transpose. Lets weights stored as [out, in]
- * (Llama's Linear, GPT-2's tied LM head) be used as stored, with no transposed copy.
+ * 2-D product op(a) @ op(b) (+ bias [n], added to every row inside the product's kernel, not as a pass of
+ * its own), op = optional transpose. Lets weights stored as [out, in] (Llama's Linear, GPT-2's tied LM head)
+ * be used as stored, with no transposed copy.
  */
-export function gemm(a: Value, b: Value, { transA = false, transB = false } = {}): Value<"gemm"> {
+export function gemm(a: Value, b: Value, { transA = false, transB = false } = {}, bias?: Value): Value<"gemm"> {
   sameDtype("gemm", a, b);
   needFloat("gemm", a);
   if (a.shape.length !== 2 || b.shape.length !== 2) {
@@ -191,7 +200,10 @@ export function gemm(a: Value, b: Value, { transA = false, transB = false } = {}
   if (k1 !== k2) {
     shapeError("gemm", `inner dims differ: ${formatShape(a.shape)}${transA ? "ᵀ" : ""} @ ${formatShape(b.shape)}${transB ? "ᵀ" : ""}`);
   }
-  return makeValue("gemm", [a, b], { transA, transB }, a.dtype, [m, n]);
+  if (bias === undefined) return makeValue("gemm", [a, b], { transA, transB }, a.dtype, [m, n]);
+  sameDtype("gemm", a, bias);
+  if (bias.shape.length !== 1 || bias.shape[0] !== n) shapeError("gemm", `bias must be [${n}], got ${formatShape(bias.shape)}`);
+  return makeValue("gemm", [a, b, bias], { transA, transB }, a.dtype, [m, n]);
 }
 
 /**
