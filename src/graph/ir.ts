@@ -57,6 +57,7 @@ export interface OpAttrs {
   softmax: { axis: number };
   logSoftmax: { axis: number };
   layerNorm: { epsilon: number };
+  layerNormStat: { stat: "mean" | "invStdDev" };
   rmsNorm: { epsilon: number };
   reshape: { shape: number[] };
   reshapeLike: Record<string, never>;

@@ -156,7 +156,10 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
   softmax: (e, y, ins, out) => e.node("Softmax", ins, [out], [int("axis", y.attrs.axis)]),
   logSoftmax: (e, y, ins, out) => e.node("LogSoftmax", ins, [out], [int("axis", y.attrs.axis)]),
   layerNorm: (e, y, ins, out) =>
-    e.node("LayerNormalization", ins, [out], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
+    e.node("LayerNormalization", ins, [out, layerNormStatName(out, "mean"), layerNormStatName(out, "invStdDev")], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
+  // The norm's node wrote it (ORT drops the Identity); in float32, which ORT's CPU kernel keeps statistics in.
+  layerNormStat: (e, y, [norm], out) =>
+    y.dtype === "float32" ? e.node("Identity", [layerNormStatName(norm, y.attrs.stat)], [out]) : e.node("Cast", [layerNormStatName(norm, y.attrs.stat)], [out], [int("to", ONNX_DTYPE[y.dtype])]),
   rmsNorm: (e, y, ins, out) =>
     e.node("SimplifiedLayerNormalization", ins, [out], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
   reshape: (e, y, [x], out) => e.node("Reshape", [x, e.ints(y.attrs.shape)], [out]),
@@ -231,6 +234,9 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
     e.node("MatMulNBits", ins, [out], attrs, MS_DOMAIN);
   },
 };
+
+/** The name of a layer norm's extra output (its mean or 1/√(σ² + ε)), given its main output's name. */
+const layerNormStatName = (norm: string, stat: "mean" | "invStdDev") => `${norm}_${stat}`;
 
 /** Serialise the graph computing `outputs` (keyed by output name) to an ONNX ModelProto. */
 export function toOnnx(outputs: Record<string, Value>, graphName = "softprompt"): OnnxModel {

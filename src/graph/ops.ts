@@ -277,6 +277,14 @@ export function layerNorm(x: Value, weight: Value, bias: Value, epsilon: number)
   return makeValue("layerNorm", [x, weight, bias], { epsilon }, x.dtype, x.shape);
 }
 
+/**
+ * The mean or 1/√(variance + ε) over the last axis [..., 1] that a layer norm computed on its way (ORT's
+ * LayerNormalization returns both beside its output): its gradient rule reads them instead of recomputing.
+ */
+export function layerNormStat(norm: Value<"layerNorm">, stat: "mean" | "invStdDev"): Value<"layerNormStat"> {
+  return makeValue("layerNormStat", [norm], { stat }, norm.dtype, [...norm.shape.slice(0, -1), 1]);
+}
+
 /** RMSNorm over the last axis (Zhang & Sennrich 2019): x / √(mean(x²) + ε) · w, as ORT's SimplifiedLayerNormalization. */
 export function rmsNorm(x: Value, weight: Value, epsilon: number): Value<"rmsNorm"> {
   needFloat("rmsNorm", x);

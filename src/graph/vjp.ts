@@ -79,17 +79,20 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
   },
   softmax: (g, y) => [o.mul(y, o.sub(g, o.reduceSum(o.mul(g, y), [y.attrs.axis], true)))],
   logSoftmax: (g, y) => [o.sub(g, o.mul(o.exp(y), o.reduceSum(g, [y.attrs.axis], true)))],
-  layerNorm: (g, { inputs: [x, w], attrs: { epsilon } }) => {
-    // Recompute x̂ = (x - μ)·r, r = 1/√(σ² + ε); then dx = r·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)), ĝ = g·w.
-    const mu = o.reduceMean(x, [-1], true);
-    const xc = o.sub(x, mu);
-    const r = o.reciprocal(o.sqrt(o.add(o.reduceMean(o.mul(xc, xc), [-1], true), epsilon)));
-    const xhat = o.mul(xc, r);
+  layerNorm: (g, y) => {
+    // With the forward's μ and r = 1/√(σ² + ε), x̂ = (x - μ)·r, ĝ = g·w:
+    // dx = r·(ĝ - mean(ĝ) - x̂·mean(ĝ·x̂)) = r·(ĝ - mean(ĝ)) - (x - μ)·r³·mean(ĝ·(x - μ)).
+    const [x, w] = y.inputs;
+    const r = o.layerNormStat(y, "invStdDev");
+    const xc = o.sub(x, o.layerNormStat(y, "mean"));
     const gh = o.mul(g, w);
-    const dx = o.mul(r, o.sub(o.sub(gh, o.reduceMean(gh, [-1], true)), o.mul(xhat, o.reduceMean(o.mul(gh, xhat), [-1], true))));
+    const k = o.mul(o.mul(o.mul(r, r), r), o.reduceMean(o.mul(gh, xc), [-1], true));
+    const dx = o.sub(o.mul(o.sub(gh, o.reduceMean(gh, [-1], true)), r), o.mul(xc, k));
     const lead = x.shape.map((_, i) => i).slice(0, -1);
-    return [dx, o.reduceSum(o.mul(g, xhat), lead), o.reduceSum(g, lead)];
+    return [dx, o.reduceSum(o.mul(g, o.mul(xc, r)), lead), o.reduceSum(g, lead)];
   },
+  // Read only inside layerNorm's own gradient rule: second derivatives through a layer norm are not built.
+  layerNormStat: () => fail("grad", "second derivatives through a layer norm are not supported", { op: "layerNormStat" }),
   rmsNorm: (g, { inputs: [x, w], attrs: { epsilon } }) => {
     // Recompute r = 1/√(mean(x²) + ε); then dx = r·ĝ - x·r³·mean(ĝ·x), ĝ = g·w.
     const r = o.reciprocal(o.sqrt(o.add(o.reduceMean(o.mul(x, x), [-1], true), epsilon)));
