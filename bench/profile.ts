@@ -81,10 +81,10 @@ export function summarizeProfile(events: readonly ProfileEvent[], { skipRuns = 0
 }
 
 /** Run `step` `runs` times on a program compiled with the profiler on; the profile's summary (first run left out) and the wall time. */
-async function profiled(outputs: Record<string, Value>, step: (program: Program) => Promise<void>, runs: number, arena?: boolean): Promise<{ summary: ProfileSummary; wallMs: number }> {
+async function profiled(outputs: Record<string, Value>, step: (program: Program) => Promise<void>, runs: number): Promise<{ summary: ProfileSummary; wallMs: number }> {
   const dir = mkdtempSync(join(tmpdir(), "softprompt-profile-"));
   try {
-    const program = await Program.compile(outputs, { enableProfiling: true, profileFilePrefix: join(dir, "ort"), arena });
+    const program = await Program.compile(outputs, { enableProfiling: true, profileFilePrefix: join(dir, "ort") });
     await step(program); // warm-up: first-run allocations
     const t0 = performance.now();
     for (let i = 1; i < runs; i++) await step(program);
@@ -162,15 +162,14 @@ function decodeCase(lm: CausalLM, batch: number) {
     const logits = out.logits.data as Float32Array;
     tokens.forEach((_, b) => (tokens[b] = greedy(logits.subarray(b * vocabSize, (b + 1) * vocabSize))));
   };
-  // Without ORT's arena, as step.ts compiles the engine's programs.
-  return { outputs: decodeGraph(lm, capacity), step, runs: 17, arena: false, what: `${batch} rows, greedy, ${FILLED} of ${capacity} cached columns (the engine's decode program), 16 steps` };
+  return { outputs: decodeGraph(lm, capacity), step, runs: 17, what: `${batch} rows, greedy, ${FILLED} of ${capacity} cached columns (the engine's decode program), 16 steps` };
 }
 
 async function profileShape(shape: string, kind: ProfileKind, batch: number) {
   const config = shapeConfig(shape);
   const lm = buildModel(config, randomWeights(config));
   const c = kind === "train" ? trainCase(lm) : decodeCase(lm, batch);
-  const { summary, wallMs } = await profiled(c.outputs, c.step, c.runs, "arena" in c ? c.arena : undefined);
+  const { summary, wallMs } = await profiled(c.outputs, c.step, c.runs);
   const products = [];
   for (const p of summary.products) {
     const aloneMs = await productAlone(p);

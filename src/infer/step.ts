@@ -54,9 +54,7 @@ export function programFor(lm: CausalLM, kind: string, build: () => Record<strin
   if (byKind === undefined) programs.set(lm, (byKind = new Map()));
   let program = byKind.get(kind);
   if (program === undefined) {
-    // Without ORT's arena: a run's buffers (the logits, the presents, a prefill's activations) go back when it ends
-    // instead of staying resident beside the copies JavaScript gets (measured: −30 MB of GPT-2 small's peak at batch 8).
-    program = Program.compile(build(), { arena: false });
+    program = Program.compile(build());
     byKind.set(kind, program);
     program.catch(() => byKind.delete(kind));
   }

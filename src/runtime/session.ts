@@ -36,12 +36,6 @@ export interface ProgramOptions {
   enableProfiling?: boolean;
   /** Where the profile goes: `${profileFilePrefix}_<date>.json`; default "onnxruntime_profile" in the working folder. */
   profileFilePrefix?: string;
-  /**
-   * Default true: ORT's arena keeps the blocks a run frees for the next run, and keeps the largest run's peak
-   * resident for the session's life. False: each buffer is allocated and freed per run, so what a run needed beyond
-   * its outputs goes back (outputs are copied out to JavaScript, so with the arena they would be held twice).
-   */
-  arena?: boolean;
 }
 
 /**
@@ -85,7 +79,7 @@ export class Program {
   /** Compile the graph computing `outputs` (keyed by output name) into a runnable program. */
   static async compile(outputs: Record<string, Value>, options: ProgramOptions = {}): Promise<Program> {
     const model = toOnnx(outputs);
-    const key = createHash("sha256").update(model.bytes).update(`threads=${options.threads ?? "all"} arena=${options.arena ?? true}`).digest("hex");
+    const key = createHash("sha256").update(model.bytes).update(`threads=${options.threads ?? "all"}`).digest("hex");
     const session = options.enableProfiling ? await createSession(model.bytes, options) : await cachedSession(key, () => createSession(model.bytes, options));
     return new Program(session, model.inputs, model.outputs, options.enableProfiling ? (options.profileFilePrefix ?? DEFAULT_PROFILE_PREFIX) : undefined);
   }
@@ -127,7 +121,7 @@ export class Program {
 
 const DEFAULT_PROFILE_PREFIX = "onnxruntime_profile";
 
-async function createSession(bytes: Uint8Array, { threads, enableProfiling, profileFilePrefix, arena }: ProgramOptions): Promise<ort.InferenceSession> {
+async function createSession(bytes: Uint8Array, { threads, enableProfiling, profileFilePrefix }: ProgramOptions): Promise<ort.InferenceSession> {
   try {
     return await ort.InferenceSession.create(bytes, {
       executionProviders: ["cpu"],
@@ -138,7 +132,7 @@ async function createSession(bytes: Uint8Array, { threads, enableProfiling, prof
       // The arena reuses freed blocks across runs; memory patterns would pre-plan one block per input
       // shape on top of it (measured: 3.8 GB peak vs 2.3 GB for a GPT-2-small train step, same speed).
       enableMemPattern: false,
-      enableCpuMemArena: arena ?? true,
+      enableCpuMemArena: true,
       // ORT's pool threads spin between ops by default, taking the cores JavaScript needs between runs (the server's
       // event loop, its clients, the sampler). Measured on 2 cores: serving the tiny model 2x the tokens/s at every
       // concurrency with spinning off; GPT-2-small forward and train step unchanged (bench engine, same run).
