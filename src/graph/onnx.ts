@@ -161,7 +161,7 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
   layerNormStat: (e, y, [norm], out) =>
     y.dtype === "float32" ? e.node("Identity", [layerNormStatName(norm, y.attrs.stat)], [out]) : e.node("Cast", [layerNormStatName(norm, y.attrs.stat)], [out], [int("to", ONNX_DTYPE[y.dtype])]),
   rmsNorm: (e, y, ins, out) =>
-    e.node("SimplifiedLayerNormalization", ins, [out], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
+    e.node("SimplifiedLayerNormalization", ins, [out, layerNormStatName(out, "invStdDev")], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
   reshape: (e, y, [x], out) => e.node("Reshape", [x, e.ints(y.attrs.shape)], [out]),
   reshapeLike: (e, _y, [x, like], out) => e.node("Reshape", [x, e.shapeOf(like)], [out]),
   unflatten: (e, y, [x, like], out) => {
@@ -235,7 +235,7 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
   },
 };
 
-/** The name of a layer norm's extra output (its mean or 1/√(σ² + ε)), given its main output's name. */
+/** The name of a norm's extra output (its mean or 1/√(σ² + ε)), given its main output's name. */
 const layerNormStatName = (norm: string, stat: "mean" | "invStdDev") => `${norm}_${stat}`;
 
 /** Serialise the graph computing `outputs` (keyed by output name) to an ONNX ModelProto. */

@@ -279,9 +279,11 @@ export function layerNorm(x: Value, weight: Value, bias: Value, epsilon: number)
 
 /**
  * The mean or 1/√(variance + ε) over the last axis [..., 1] that a layer norm computed on its way (ORT's
- * LayerNormalization returns both beside its output): its gradient rule reads them instead of recomputing.
+ * LayerNormalization returns both beside its output; an RMS norm's SimplifiedLayerNormalization returns
+ * 1/√(mean(x²) + ε)): gradient rules read them instead of recomputing.
  */
-export function layerNormStat(norm: Value<"layerNorm">, stat: "mean" | "invStdDev"): Value<"layerNormStat"> {
+export function layerNormStat(norm: Value<"layerNorm" | "rmsNorm">, stat: "mean" | "invStdDev"): Value<"layerNormStat"> {
+  if (norm.op === "rmsNorm" && stat === "mean") fail("usage", "an RMS norm keeps no mean", { op: "layerNormStat" });
   return makeValue("layerNormStat", [norm], { stat }, norm.dtype, [...norm.shape.slice(0, -1), 1]);
 }
 

@@ -91,13 +91,14 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
     const lead = x.shape.map((_, i) => i).slice(0, -1);
     return [dx, o.reduceSum(o.mul(g, o.mul(xc, r)), lead), o.reduceSum(g, lead)];
   },
-  // Read only inside layerNorm's own gradient rule: second derivatives through a layer norm are not built.
+  // Read only inside the norms' own gradient rules: second derivatives through a norm are not built.
   layerNormStat: () => fail("grad", "second derivatives through a layer norm are not supported", { op: "layerNormStat" }),
-  rmsNorm: (g, { inputs: [x, w], attrs: { epsilon } }) => {
-    // Recompute r = 1/√(mean(x²) + ε); then dx = r·ĝ - x·r³·mean(ĝ·x), ĝ = g·w.
-    const r = o.reciprocal(o.sqrt(o.add(o.reduceMean(o.mul(x, x), [-1], true), epsilon)));
+  rmsNorm: (g, y) => {
+    // With the forward's r = 1/√(mean(x²) + ε): dx = r·ĝ - x·r³·mean(ĝ·x), ĝ = g·w.
+    const [x, w] = y.inputs;
+    const r = o.layerNormStat(y, "invStdDev");
     const gh = o.mul(g, w);
-    const dx = o.sub(o.mul(gh, r), o.mul(x, o.mul(o.pow(r, 3), o.reduceMean(o.mul(gh, x), [-1], true))));
+    const dx = o.sub(o.mul(gh, r), o.mul(x, o.mul(o.mul(o.mul(r, r), r), o.reduceMean(o.mul(gh, x), [-1], true))));
     const lead = x.shape.map((_, i) => i).slice(0, -1);
     return [dx, o.reduceSum(o.mul(g, o.mul(x, r)), lead)];
   },
