@@ -1,5 +1,6 @@
-// The engine benchmark: a GPT-2-small-shaped stack, batch 8 × 128 (20 virtual + 108 text tokens),
-// forward (loss) and forward + backward to the soft prompt, against the machine's measured matmul peak.
+// The engine benchmark: GPT-2-small- and SmolLM2-135M-shaped stacks, batch 8 × 128 (20 virtual + 108 text tokens),
+// forward (loss) and forward + backward to the soft prompt, against the machine's matmul peak measured in the same run.
+import { loadavg } from "node:os";
 import { grad } from "../src/graph/autodiff.js";
 import { buildModel } from "../src/models/build.js";
 import { Program } from "../src/runtime/session.js";
@@ -39,25 +40,31 @@ export async function setupPromptTuning(shape: string) {
   return { config, forward, trainStep, feeds, fwdFlops, stepFlops, tokens: BATCH * seq };
 }
 
+/** The shapes measured: GPT-2 small, and SmolLM2-135M for the Llama family (RMSNorm, rotary, grouped-query attention, SwiGLU). */
+const SHAPES = ["gpt2-small", "smollm2-135m"];
+
 export async function benchEngine() {
   const peak = await measureMatmulPeak();
-  const s = await setupPromptTuning("gpt2-small");
-  const fwdSeconds = await timeIt(() => s.forward.run(s.feeds), { warmup: 1, repeats: 3 });
-  const stepSeconds = await timeIt(() => s.trainStep.run(s.feeds), { warmup: 1, repeats: 3 });
-  const measure = (seconds: number, flops: number) => ({
-    seconds,
-    tokens_per_s: s.tokens / seconds,
-    gflops: flops / seconds / 1e9,
-    fraction_of_peak: flops / seconds / 1e9 / peak,
-  });
+  const shapes = [];
+  for (const shape of SHAPES) {
+    const s = await setupPromptTuning(shape);
+    const fwdSeconds = await timeIt(() => s.forward.run(s.feeds), { warmup: 1, repeats: 3 });
+    const stepSeconds = await timeIt(() => s.trainStep.run(s.feeds), { warmup: 1, repeats: 3 });
+    const measure = (seconds: number, flops: number) => ({
+      seconds,
+      tokens_per_s: s.tokens / seconds,
+      gflops: flops / seconds / 1e9,
+      fraction_of_peak: flops / seconds / 1e9 / peak,
+    });
+    shapes.push({ shape, forward: measure(fwdSeconds, s.fwdFlops), train_step: measure(stepSeconds, s.stepFlops) });
+  }
   return {
-    shape: "gpt2-small",
     batch: BATCH,
     virtual_tokens: VIRTUAL,
     text_tokens: TEXT,
-    forward: measure(fwdSeconds, s.fwdFlops),
-    train_step: measure(stepSeconds, s.stepFlops),
+    shapes,
     peak_gflops: peak,
     peak_rss_mb: peakRssMb(),
+    load_average: loadavg(),
   };
 }
