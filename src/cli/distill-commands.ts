@@ -34,6 +34,7 @@ export function addDistillCommands(program: Command): void {
     .option("--max-new-tokens <n>", "longest teacher continuation", integer("--max-new-tokens", 1), d.maxNewTokens)
     .option("--teacher-top-k <k>", "teacher tokens kept per position (the whole distribution when the vocabulary has no more)", integer("--teacher-top-k", 1), d.teacherTopK)
     .option("--lm-weight <w>", 'weight of the LM loss on the data\'s completions beside the KL (needs {"prompt","completion"} lines; 0: the KL alone)', number("--lm-weight"), d.lmWeight)
+    .option("--hidden-weight <w>", "weight of the mean squared difference of the final hidden states at each teacher position, beside the KL (the teacher cache then keeps them; 0: the KL alone)", number("--hidden-weight"), d.hiddenWeight)
     .option("--valid-fraction <f>", "held-out share of --data without --valid", number("--valid-fraction"), d.validFraction)
     .option("--steps <n>", "optimiser steps per student", integer("--steps", 1), d.steps)
     .option("--lr <rate>", "peak learning rate (default: 0.1 for a prompt, the trainer's for a prefix)", number("--lr"))

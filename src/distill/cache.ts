@@ -3,7 +3,8 @@
  * safetensors file per input set, its metadata recording what made it — the base model's fingerprint,
  * the teacher prompt's sha256, the inputs' sha256 and the teacher settings — and the sha256 of all four
  * as the key. A file made with anything else is refused, naming what differs (pass --overwrite to make
- * it again); a file is written whole or not at all (writeSafetensors is atomic).
+ * it again); a file is written whole or not at all (writeSafetensors is atomic). Hidden states
+ * (`settings.hidden`) are one more tensor, [positions, hidden size].
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -63,6 +64,8 @@ export async function readTeacherCache(path: string, key: TeacherKey, flags: Key
     const topIndices = await ints("top_indices");
     const topLogp = await file.readFloat32("top_logp");
     const restLogp = file.has("rest_logp") ? await file.readFloat32("rest_logp") : new Float32Array(0);
+    const hidden = file.has("hidden") ? await file.readFloat32("hidden") : undefined;
+    const d = hidden === undefined ? 0 : file.info("hidden").shape[1];
     const { k } = stored;
     const rows: TeacherRow[] = [];
     let inAt = 0;
@@ -75,6 +78,7 @@ export async function readTeacherCache(path: string, key: TeacherKey, flags: Key
         topIndices: topIndices.slice(at * k, (at + n) * k),
         topLogp: topLogp.slice(at * k, (at + n) * k),
         restLogp: restLogp.length === 0 ? restLogp : restLogp.slice(at, at + n),
+        ...(hidden === undefined ? {} : { hidden: hidden.slice(at * d, (at + n) * d) }),
       });
       inAt += inputLengths[r];
       at += n;
@@ -98,5 +102,9 @@ export async function writeTeacherCache(path: string, key: TeacherKey, targets: 
     top_logp: tensor("F32", [positions, k], concatArrays(Float32Array, rows.map((r) => r.topLogp))),
   };
   if (k < targets.vocabSize) tensors.rest_logp = tensor("F32", [positions], concatArrays(Float32Array, rows.map((r) => r.restLogp)));
+  if (key.settings.hidden) {
+    const hidden = concatArrays(Float32Array, rows.map((r) => r.hidden!));
+    tensors.hidden = tensor("F32", [positions, hidden.length / Math.max(1, positions)], hidden);
+  }
   await writeSafetensors(path, tensors, { [META]: JSON.stringify({ ...key, k, vocabSize: targets.vocabSize }), "softprompt.teacher_key": keyDigest(key) });
 }

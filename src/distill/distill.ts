@@ -60,6 +60,8 @@ export interface DistillOptions {
   teacherTopK?: number;
   /** Weight of the LM loss on the data's completions, trained beside the KL (0: none; needs {"prompt","completion"} lines). */
   lmWeight?: number;
+  /** Weight of the hidden-state term beside the KL: the mean squared difference of the final hidden states at each teacher position (0: none; the teacher cache then keeps them). */
+  hiddenWeight?: number;
   validFraction?: number;
   steps?: number;
   lr?: number;
@@ -74,7 +76,7 @@ export interface DistillOptions {
   onLog?: (line: string) => void;
 }
 
-export const DISTILL_DEFAULTS = { numVirtualTokens: 8, into: "prompt" as Into, init: "text" as const, samples: 0, maxNewTokens: 16, teacherTopK: 64, lmWeight: 0, validFraction: 0.2, steps: 300, batchSize: 8, seed: 0 };
+export const DISTILL_DEFAULTS = { numVirtualTokens: 8, into: "prompt" as Into, init: "text" as const, samples: 0, maxNewTokens: 16, teacherTopK: 64, lmWeight: 0, hiddenWeight: 0, validFraction: 0.2, steps: 300, batchSize: 8, seed: 0 };
 
 export interface StudentReport extends Agreement {
   numVirtualTokens: number;
@@ -115,7 +117,7 @@ export interface DistillReport {
   interrupted: boolean;
 }
 
-type Flagged = Required<Pick<DistillOptions, "numVirtualTokens" | "into" | "init" | "samples" | "maxNewTokens" | "teacherTopK" | "lmWeight" | "validFraction" | "steps" | "batchSize" | "seed">> & { lr?: number };
+type Flagged = Required<Pick<DistillOptions, "numVirtualTokens" | "into" | "init" | "samples" | "maxNewTokens" | "teacherTopK" | "lmWeight" | "hiddenWeight" | "validFraction" | "steps" | "batchSize" | "seed">> & { lr?: number };
 
 /** Prompts learn with large rates (the demo's 0.1); a prefix takes the trainer's default unless told. */
 const PROMPT_LR = 0.1;
@@ -152,11 +154,12 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
   const teacherDir = join(options.output, "teacher");
   const fingerprint = baseFingerprint(lm.weights.tensor(lm.embeddingName).data);
   const promptSha256 = createHash("sha256").update(teacherText).digest("hex");
-  const settings: TeacherSettings = { samples: o.samples, maxNewTokens: o.maxNewTokens, topK: o.teacherTopK, seed: o.seed };
+  const heldSettings: TeacherSettings = { samples: 0, maxNewTokens: o.maxNewTokens, topK: o.teacherTopK, seed: o.seed }; // held out: the teacher's greedy answers
+  const settings: TeacherSettings = { ...heldSettings, samples: o.samples, ...(o.hiddenWeight > 0 ? { hidden: true as const } : {}) };
   const keyOf = (texts: string[], s: TeacherSettings): TeacherKey => ({ model: fingerprint, prompt: promptSha256, inputs: inputsDigest(texts), settings: s });
   const trainKey = keyOf(split.train.map(inputText), settings);
-  const heldKey = keyOf(split.valid.map(inputText), { ...settings, samples: 0 }); // held out: the teacher's greedy answers
-  const flags: KeyFlags = { model: "--model", prompt: teacherFlag(options), inputs: "--data", settings: "--samples, --max-new-tokens, --teacher-top-k, --seed" };
+  const heldKey = keyOf(split.valid.map(inputText), heldSettings);
+  const flags: KeyFlags = { model: "--model", prompt: teacherFlag(options), inputs: "--data", settings: "--samples, --max-new-tokens, --teacher-top-k, --seed, --hidden-weight" };
   const trainCache = join(teacherDir, "train.safetensors");
   const heldCache = join(teacherDir, "heldout.safetensors");
   const cachedTrain = options.overwrite ? undefined : await readTeacherCache(trainCache, trainKey, flags);
@@ -173,10 +176,10 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
     return targets;
   };
   const trainTargets = await teacherFor(cachedTrain, trainPairs, settings, trainKey, trainCache);
-  const heldTargets = await teacherFor(cachedHeld, heldPairs, { ...settings, samples: 0 }, heldKey, heldCache);
+  const heldTargets = await teacherFor(cachedHeld, heldPairs, heldSettings, heldKey, heldCache);
 
   // 3. One student per size, trained on the teacher's continuations.
-  const objective = klObjective(trainTargets, { teacher: keyDigest(trainKey) }, completions && { rows: completions, weight: o.lmWeight });
+  const objective = klObjective(trainTargets, { teacher: keyDigest(trainKey) }, completions && { rows: completions, weight: o.lmWeight }, o.hiddenWeight);
   const answers = split.valid.filter((ex): ex is Extract<Example, { kind: "prompt" }> => ex.kind === "prompt");
   const accuracyOf = async (prompting: Parameters<typeof evaluateTask>[3]) =>
     answers.length === 0 ? null : (await evaluateTask(lm, tokenizer, answers, prompting, { batchSize: o.batchSize, maxNewTokens: o.maxNewTokens })).accuracy;
@@ -258,7 +261,7 @@ export async function distill(options: DistillOptions): Promise<DistillReport> {
 }
 
 /** Flags of the trainer settings distill sets, for the trainer's messages (a resume with other settings). */
-const DISTILL_FLAGS: Record<string, string> = { numVirtualTokens: "--num-virtual-tokens", initText: "--teacher-prompt", initFrom: "--init", objective: "--teacher-prompt", teacher: "--teacher-prompt", lmWeight: "--lm-weight" };
+const DISTILL_FLAGS: Record<string, string> = { numVirtualTokens: "--num-virtual-tokens", initText: "--teacher-prompt", initFrom: "--init", objective: "--teacher-prompt", teacher: "--teacher-prompt", lmWeight: "--lm-weight", hiddenWeight: "--hidden-weight" };
 
 /** The method and its options for a student of size k; a pooled start is written as a prompt adapter at `pooledDir` and trained from. */
 async function methodSettings(o: Flagged, into: Form, k: number, teacherText: string, model: Model, modelName: string, pooledDir: string): Promise<Record<string, unknown>> {
@@ -316,6 +319,7 @@ function checkSettings(o: Flagged, sizes: number[], options: DistillOptions): vo
   if (!Number.isInteger(o.samples) || o.samples < 0) fail("usage", `--samples must be a whole number ≥ 0 (0: one greedy continuation), got ${o.samples}`, { field: "samples" });
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) fail("usage", `--max-new-tokens must be a whole number ≥ 1, got ${o.maxNewTokens}`, { field: "maxNewTokens" });
   if (!Number.isFinite(o.lmWeight) || o.lmWeight < 0) fail("usage", `--lm-weight must be a number ≥ 0 (0: the KL alone), got ${o.lmWeight}`, { field: "lmWeight" });
+  if (!Number.isFinite(o.hiddenWeight) || o.hiddenWeight < 0) fail("usage", `--hidden-weight must be a number ≥ 0 (0: no hidden-state term), got ${o.hiddenWeight}`, { field: "hiddenWeight" });
   if (o.init === "pooled" && o.into !== "prompt") fail("usage", "--init pooled starts a prompt's vectors; a prefix starts from the hard prompt's prefill (--init text) or from N(0, 1) (--init vocab)", { field: "init" });
   if (!Number.isInteger(o.teacherTopK) || o.teacherTopK < 1) fail("usage", `--teacher-top-k must be a whole number ≥ 1, got ${o.teacherTopK}`, { field: "teacherTopK" });
   if (options.resume && options.overwrite) fail("usage", "--resume continues a run and --overwrite starts over: give one of them", { field: "resume" });

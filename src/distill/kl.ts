@@ -12,7 +12,9 @@
  * q − p on the top k, and q_i · (1 − p_rest / q_rest) on the rest.
  *
  * Optionally, an LM term on given completions joins it position by position (`klWithLm`): each position
- * is either a teacher position (its KL) or a completion token (its cross-entropy, weighted).
+ * is either a teacher position (its KL) or a completion token (its cross-entropy, weighted). And a
+ * hidden-state term (`hiddenSquaredError`) compares the final hidden states themselves: the logits see
+ * them only through the vocabulary's directions (17 of the tiny model's 64), the hidden state whole.
  */
 import type { Value } from "../graph/ir.js";
 import * as o from "../graph/ops.js";
@@ -54,4 +56,10 @@ function klPerPosition(logq: Value, teacher: TeacherValues): Value {
     perPosition = o.add(perPosition, o.mul(o.exp(teacher.rest.logp), o.sub(teacher.rest.logp, logqRest)));
   }
   return perPosition;
+}
+
+/** Mean over the hidden size of the squared difference between the student's and the teacher's hidden states [M, d], per position [M]. */
+export function hiddenSquaredError(student: Value, teacher: Value): Value {
+  const diff = o.sub(student, teacher);
+  return o.reduceMean(o.mul(diff, diff), [1]);
 }

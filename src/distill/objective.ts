@@ -7,7 +7,8 @@
  *
  * With an LM term, rows of the data's own completions (input then answer, labelled on the answer) train
  * beside them: the loss is then the mean over every labelled position of the KL at a teacher position and
- * `weight` · cross-entropy at a completion token.
+ * `weight` · cross-entropy at a completion token. With a hidden-state weight, each teacher position also
+ * adds that weight times the mean squared difference of the final hidden states (kl.ts).
  */
 import * as o from "../graph/ops.js";
 import { fail } from "../util/errors.js";
@@ -17,7 +18,7 @@ import type { Tensor } from "../runtime/session.js";
 import type { Value } from "../graph/ir.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { type LossGraph, type Objective, forwardGraph, lossFeeds } from "../objective/lm.js";
-import { klSum, klWithLm } from "./kl.js";
+import { hiddenSquaredError, klSum, klWithLm } from "./kl.js";
 import type { TeacherRow, TeacherTargets } from "./teacher.js";
 
 /** The training row of a teacher row: input then continuation, labels on the continuation. */
@@ -33,8 +34,14 @@ export interface DistillGraph extends LossGraph {
   top1Agrees: Value;
 }
 
-/** The loss of `klObjective` for the model with `adaptation`: mean KL over the continuation positions (`withLm`: and the LM term's completion tokens). */
-export function distillGraph(lm: CausalLM, adaptation: Parameters<Objective["graph"]>[1], k: number, vocabSize: number, withLm = false): DistillGraph {
+/** The terms beside the KL: the LM term's completion rows (fed `is_teacher` and `lm_weight`), the hidden-state term's weight (fed `teacher_hidden`). */
+export interface DistillTerms {
+  withLm?: boolean;
+  hiddenWeight?: number;
+}
+
+/** The loss of `klObjective` for the model with `adaptation`: mean KL over the continuation positions, and the `terms` asked for. */
+export function distillGraph(lm: CausalLM, adaptation: Parameters<Objective["graph"]>[1], k: number, vocabSize: number, { withLm = false, hiddenWeight = 0 }: DistillTerms = {}): DistillGraph {
   const f = forwardGraph(lm, adaptation);
   const teacher = {
     topIndices: o.input("teacher_top_indices", "int64", ["labels", k]),
@@ -42,7 +49,12 @@ export function distillGraph(lm: CausalLM, adaptation: Parameters<Objective["gra
     rest: k < vocabSize ? { mask: o.input("teacher_rest", "bool", ["labels", vocabSize]), logp: o.input("teacher_rest_logp", "float32", ["labels"]) } : undefined,
   };
   const logits = lm.lmHead(f.picked); // [M, V]
-  const total = withLm ? klWithLm(logits, teacher, f.labelTargets, o.input("is_teacher", "float32", ["labels"]), o.input("lm_weight", "float32", ["labels"])) : klSum(logits, teacher);
+  const isTeacher = withLm ? o.input("is_teacher", "float32", ["labels"]) : undefined;
+  let total = isTeacher !== undefined ? klWithLm(logits, teacher, f.labelTargets, isTeacher, o.input("lm_weight", "float32", ["labels"])) : klSum(logits, teacher);
+  if (hiddenWeight > 0) {
+    const perPosition = hiddenSquaredError(f.picked, o.input("teacher_hidden", "float32", ["labels", lm.config.hiddenSize]));
+    total = o.add(total, o.mul(o.reduceSum(isTeacher === undefined ? perPosition : o.mul(isTeacher, perPosition), [0]), hiddenWeight));
+  }
   const loss = o.div(total, f.count);
   const teacherTop1 = o.gatherElements(logits, o.slice(teacher.topIndices, 1, 0, 1), 1); // [M, 1]
   const top1Agrees = o.squeeze(o.equal(teacherTop1, o.reduceMax(logits, [1], true)), [1]);
@@ -55,19 +67,25 @@ export interface LmTerm {
   weight: number;
 }
 
-/** `settings` are recorded in checkpoints (e.g. the teacher cache's key), so a resume with other teacher outputs is refused. */
-export function klObjective(targets: TeacherTargets, settings: Record<string, unknown> = {}, lmTerm?: LmTerm): Objective {
+/**
+ * `settings` are recorded in checkpoints (e.g. the teacher cache's key), so a resume with other teacher
+ * outputs is refused. A `hiddenWeight` above 0 needs targets kept with their hidden states.
+ */
+export function klObjective(targets: TeacherTargets, settings: Record<string, unknown> = {}, lmTerm?: LmTerm, hiddenWeight = 0): Objective {
   const byKey = new Map(targets.rows.map((r) => [rowKey(distillExample(r).inputIds, r.input.length), r]));
   const completions = new Set(lmTerm?.rows);
   const { k, vocabSize: V } = targets;
+  if (hiddenWeight > 0 && targets.rows.some((r) => r.hidden === undefined)) fail("usage", "the hidden-state term needs the teacher's hidden states: compute the teacher's outputs with them (TeacherSettings.hidden)", { field: "hiddenWeight" });
+  // Floats per position of the teacher's hidden states (0: none fed).
+  const hiddenWidth = hiddenWeight > 0 && targets.rows.length > 0 ? targets.rows[0].hidden!.length / targets.rows[0].continuation.length : 0;
   return {
     name: "distill-kl",
-    settings: lmTerm === undefined ? settings : { ...settings, lmWeight: lmTerm.weight },
-    graph: (lm, adaptation) => distillGraph(lm, adaptation, k, V, lmTerm !== undefined),
+    settings: { ...settings, ...(lmTerm === undefined ? {} : { lmWeight: lmTerm.weight }), ...(hiddenWeight > 0 ? { hiddenWeight } : {}) },
+    graph: (lm, adaptation) => distillGraph(lm, adaptation, k, V, { withLm: lmTerm !== undefined, hiddenWeight }),
     feeds(batch, graph) {
       const base = lossFeeds(batch, graph);
       const isCompletion = (b: number) => batch.items !== undefined && completions.has(batch.items[b]);
-      const feeds = teacherFeeds(batch, base, byKey, k, k < V ? V : 0, isCompletion);
+      const feeds = teacherFeeds(batch, base, byKey, k, k < V ? V : 0, isCompletion, hiddenWidth);
       if (lmTerm === undefined) return { ...base, ...feeds };
       // Positions come row by row (see lossFeeds): each takes its row's kind.
       const L = base.position_ids.dims[1];
@@ -80,10 +98,10 @@ export function klObjective(targets: TeacherTargets, settings: Record<string, un
 }
 
 /**
- * The teacher's distributions at the batch's labelled positions, in `lossFeeds`' order (row by row); a
- * completion row's positions get a finite filler (its KL is multiplied by 0).
+ * The teacher's distributions (and its hidden states, `hiddenWidth` floats each, unless 0) at the batch's labelled positions, in
+ * `lossFeeds`' order (row by row); a completion row's positions get a finite filler (its terms are multiplied by 0).
  */
-function teacherFeeds(batch: Batch<ArrayLike<number>>, base: Record<string, Tensor>, byKey: Map<string, TeacherRow>, k: number, restWidth: number, isCompletion: (b: number) => boolean): Record<string, Tensor> {
+function teacherFeeds(batch: Batch<ArrayLike<number>>, base: Record<string, Tensor>, byKey: Map<string, TeacherRow>, k: number, restWidth: number, isCompletion: (b: number) => boolean, hiddenWidth: number): Record<string, Tensor> {
   const { batchSize: B, seqLen: T } = batch;
   const L = base.position_ids.dims[1];
   const perRow = new Array<number>(B).fill(0);
@@ -93,6 +111,7 @@ function teacherFeeds(batch: Batch<ArrayLike<number>>, base: Record<string, Tens
   const logp = new Float32Array(M * k);
   const restMask = new Uint8Array(M * restWidth).fill(1);
   const restLogp = new Float32Array(restWidth > 0 ? M : 0);
+  const hiddenStates = new Float32Array(M * hiddenWidth);
   let m = 0;
   for (let b = 0; b < B; b++) {
     if (perRow[b] === 0) continue;
@@ -111,6 +130,7 @@ function teacherFeeds(batch: Batch<ArrayLike<number>>, base: Record<string, Tens
     if (row === undefined || row.continuation.length !== perRow[b]) {
       fail("data", `row ${b} of the batch is not one of the teacher's continuations (labelled on ${perRow[b]} tokens); distillation trains only on rows made from the teacher's outputs`, { field: `labels[${b}]` });
     }
+    if (hiddenWidth > 0) hiddenStates.set(row.hidden!, m * hiddenWidth);
     for (let j = 0; j < perRow[b]; j++, m++) {
       for (let i = 0; i < k; i++) {
         indices[m * k + i] = BigInt(row.topIndices[j * k + i]);
@@ -125,5 +145,6 @@ function teacherFeeds(batch: Batch<ArrayLike<number>>, base: Record<string, Tens
     feeds.teacher_rest = { data: restMask, dims: [M, restWidth] };
     feeds.teacher_rest_logp = { data: restLogp, dims: [M] };
   }
+  if (hiddenWidth > 0) feeds.teacher_hidden = { data: hiddenStates, dims: [M, hiddenWidth] };
   return feeds;
 }

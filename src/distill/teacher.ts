@@ -8,7 +8,8 @@
  * a full distribution is vocabulary-sized per position (50k floats for GPT-2: 200 KB, times every
  * position of every continuation), while a peaked teacher puts nearly all its mass in a few tokens.
  * With a vocabulary no larger than k (the tiny example model's 17 tokens) they are kept whole and the
- * KL is exact.
+ * KL is exact. With `hidden`, the same pass also keeps the teacher's final hidden state (after the final
+ * norm) at each position: hidden-size floats a position, for the hidden-state term (--hidden-weight).
  */
 import * as o from "../graph/ops.js";
 import type { CausalLM } from "../models/causal-lm.js";
@@ -26,6 +27,8 @@ export interface TeacherSettings {
   /** Teacher tokens kept per position; the whole distribution when the vocabulary has no more. */
   topK: number;
   seed: number;
+  /** Keep the final hidden states too; left out (not false) when not, so caches made before it stay valid. */
+  hidden?: true;
 }
 
 /** One continuation of one input, with the teacher's distribution at each of its positions. */
@@ -40,6 +43,8 @@ export interface TeacherRow {
   topLogp: Float32Array;
   /** [n]: the log of the mass outside the top k (empty when k covers the vocabulary). */
   restLogp: Float32Array;
+  /** [n, hidden]: the teacher's final hidden state (after the final norm) at those positions, kept with `hidden`. */
+  hidden?: Float32Array;
 }
 
 export interface TeacherTargets {
@@ -95,10 +100,12 @@ export async function teacherTargets(
     const out = await program.run({ ...lm.weights.feeds(), ...lossFeeds(batch, 0) });
     forwardPasses++;
     const logp = out.logp.data as Float32Array;
+    const d = lm.config.hiddenSize;
     let at = 0;
     for (const { input, continuation } of chunk) {
       const n = continuation.length;
-      const row = { input: input.student, continuation, topIndices: new Int32Array(n * k), topLogp: new Float32Array(n * k), restLogp: new Float32Array(k < lm.config.vocabSize ? n : 0) };
+      const row: TeacherRow = { input: input.student, continuation, topIndices: new Int32Array(n * k), topLogp: new Float32Array(n * k), restLogp: new Float32Array(k < lm.config.vocabSize ? n : 0) };
+      if (settings.hidden) row.hidden = (out.hidden.data as Float32Array).slice(at * d, (at + n) * d);
       for (let j = 0; j < n; j++, at++) keepTop(logp.subarray(at * lm.config.vocabSize, (at + 1) * lm.config.vocabSize), k, row, j);
       rows.push(row);
     }
@@ -108,12 +115,12 @@ export async function teacherTargets(
 
 const scoringPrograms = new WeakMap<CausalLM, Promise<Program>>();
 
-/** The bare model's log-probabilities [M, V] at the labelled positions of a batch (fed by `lossFeeds`). */
+/** The bare model's log-probabilities [M, V] and final hidden states [M, d] at the labelled positions of a batch (fed by `lossFeeds`). */
 function scoringProgram(lm: CausalLM): Promise<Program> {
   let program = scoringPrograms.get(lm);
   if (program === undefined) {
     const f = forwardGraph(lm);
-    program = Program.compile({ logp: o.logSoftmax(lm.lmHead(f.picked), -1), count: f.count });
+    program = Program.compile({ logp: o.logSoftmax(lm.lmHead(f.picked), -1), hidden: f.picked, count: f.count });
     scoringPrograms.set(lm, program);
   }
   return program;

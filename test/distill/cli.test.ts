@@ -39,7 +39,7 @@ describe("softprompt distill", () => {
     }
   });
 
-  it("refuses K of 0, a sweep that is not a list of sizes, a teacher prompt past the context, a negative --lm-weight and a pooled prefix, naming the flag", async () => {
+  it("refuses K of 0, a sweep that is not a list of sizes, a teacher prompt past the context, a negative --lm-weight or --hidden-weight and a pooled prefix, naming the flag", async () => {
     const dir = mkdtempSync(join(tmpdir(), "softprompt-distill-cli-"));
     try {
       const base = ["distill", "--model", MODEL, "--data", join(ROOT, "examples/data/reverse.valid.jsonl"), "--output", join(dir, "out")];
@@ -48,6 +48,7 @@ describe("softprompt distill", () => {
         [["--teacher-text", TEACHER, "--sweep", "1,x"], "--sweep"],
         [["--teacher-text", Array(60).fill("3").join(" ")], "--teacher-text"],
         [["--teacher-text", TEACHER, "--lm-weight", "-1"], "--lm-weight"],
+        [["--teacher-text", TEACHER, "--hidden-weight", "-1"], "--hidden-weight"],
         [["--teacher-text", TEACHER, "--into", "prefix", "--init", "pooled"], "--init"],
       ];
       for (const [flags, field] of cases) {

@@ -176,6 +176,31 @@ describe("distill", () => {
     }
   });
 
+  it("with --hidden-weight, keeps the teacher's final hidden states in its training cache and resumes from them", async () => {
+    const { dir, base } = setup();
+    try {
+      const options = { ...base, into: "prefix" as const, hiddenWeight: 2 };
+      const stop = new AbortController();
+      const part = await distill({ ...options, signal: stop.signal, onStep: (e) => (e.step === 3 ? stop.abort() : undefined) });
+      expect(part.interrupted).toBe(true);
+      const train = await SafetensorsFile.open(join(base.output, "teacher", "train.safetensors"));
+      const held = await SafetensorsFile.open(join(base.output, "teacher", "heldout.safetensors"));
+      try {
+        expect(train.info("hidden").shape).toEqual([train.info("top_logp").shape[0], 64]); // one hidden state per teacher position
+        expect(held.has("hidden")).toBe(false); // agreement is measured on distributions alone
+      } finally {
+        await Promise.all([train.close(), held.close()]);
+      }
+      const resumed = await distill({ ...options, resume: true });
+      expect(resumed.teacherWork.cached).toBe(true);
+      expect(resumed.students[0].steps).toBe(base.steps);
+      // Without the term, the cached teacher outputs are not the ones asked for: refused, naming the flag.
+      expect((await refusal(distill({ ...options, hiddenWeight: 0, resume: true }))).message).toContain("--hidden-weight");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("pools each of K near-equal segments into the mean of its embeddings", () => {
     const embeddings = { data: Float32Array.from([0, 0, 2, 4, 4, 8, 6, 6]), shape: [4, 2] };
     // 5 tokens into 2 segments: [0, 2) and [2, 5).

@@ -1,9 +1,10 @@
 // The distillation loss: its value is KL(teacher ‖ student) (exact over a whole vocabulary, the KL of the
-// coarsened top-k + rest distributions otherwise), and its gradient matches finite differences like every loss.
+// coarsened top-k + rest distributions otherwise), the hidden-state term is the mean squared difference per
+// position, and their gradients match finite differences like every loss.
 import { describe, expect, it } from "vitest";
 import * as o from "../../src/graph/ops.js";
 import { Program } from "../../src/runtime/session.js";
-import { klSum, klWithLm } from "../../src/distill/kl.js";
+import { hiddenSquaredError, klSum, klWithLm } from "../../src/distill/kl.js";
 import { topIndices } from "../../src/distill/teacher.js";
 import { gradCheck, randn } from "../helpers/gradcheck.js";
 
@@ -132,6 +133,27 @@ describe("klWithLm", () => {
       [{ shape: [M, V] }, t.indices, t.logp, t.mask, t.restLogp, targets, isTeacher, lmWeight],
     );
     expect(check.checked).toBe(M * V);
+    expect(check.maxRelError).toBeLessThan(1e-6);
+  });
+});
+
+describe("hiddenSquaredError", () => {
+  const D = 4;
+
+  it("is the mean over the hidden size of the squared difference, per position", async () => {
+    const [student, teacher] = [randn(M * D), randn(M * D)];
+    const program = await Program.compile({ e: hiddenSquaredError(o.input("s", "float64", [M, D]), o.input("t", "float64", [M, D])) });
+    const out = (await program.run({ s: { data: Float64Array.from(student), dims: [M, D] }, t: { data: Float64Array.from(teacher), dims: [M, D] } })).e;
+    expect(out.dims).toEqual([M]);
+    for (let m = 0; m < M; m++) {
+      const want = Array.from({ length: D }, (_, j) => (student[m * D + j] - teacher[m * D + j]) ** 2).reduce((a, b) => a + b) / D;
+      expect(Number(out.data[m])).toBeCloseTo(want, 12);
+    }
+  });
+
+  it("has the gradient of finite differences", async () => {
+    const check = await gradCheck(([s, t]) => o.reduceSum(hiddenSquaredError(s, t), [0]), [{ shape: [M, D] }, { shape: [M, D], fixed: { dtype: "float64", data: randn(M * D) } }]);
+    expect(check.checked).toBe(M * D);
     expect(check.maxRelError).toBeLessThan(1e-6);
   });
 });
