@@ -2,8 +2,9 @@
 // (random weights): the teacher's outputs on 16 inputs of 16 tokens (greedy continuations of 8 tokens, then
 // one teacher-forced pass for its top-64 distributions), KL training steps, and the prefill time per request
 // with the hard prompt and with the soft one (its keys/values computed once, as inference caches them).
-// Then the full-size proof on the tiny example model (minutes; the test suite runs a shorter one): a
-// 41-token prompt into an 8-token prefix, its agreement on 100 held-out inputs and the measured prefill.
+// Then the proof on the tiny example model, as the test suite runs it (test/distill/proof.test.ts): a
+// 40-token prompt into an 8-token prefix, its agreement on 100 held-out inputs and the measured prefill,
+// and the same recipe into 8 prompt vectors.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -96,41 +97,60 @@ export async function benchDistill() {
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const E = "<|endoftext|>";
+const HELD_OUT = join(ROOT, "examples/data/increment.valid.jsonl");
 
-/** Four worked examples of reverse, then the tag (41 tokens), into 8 prefix tokens, on every distinct training input of the four tasks with 3 sampled continuations each. */
+/**
+ * The suite's proof (test/distill/proof.test.ts), measured here with its prefill times: the tag and four
+ * worked examples of increment (40 tokens) into 8 prefix tokens, KL plus the hidden-state term over the
+ * teacher's greedy continuations of 3,000 seeded inputs (none held out), 4,000 steps of 32 rows; then the
+ * same recipe into 8 prompt vectors, the form that falls short.
+ */
 async function tinyProof() {
   const dir = mkdtempSync(join(tmpdir(), "bench-distill-proof-"));
   try {
+    const heldOut = new Set(readFileSync(HELD_OUT, "utf8").split("\n").filter(Boolean).map((line) => (JSON.parse(line) as { prompt: string }).prompt));
+    const rng = new Rng(7);
     const seen = new Set<string>();
-    for (const task of ["copy", "reverse", "sort", "increment"]) {
-      for (const line of readFileSync(join(ROOT, `examples/data/${task}.train.jsonl`), "utf8").split("\n").filter(Boolean)) seen.add((JSON.parse(line) as { prompt: string }).prompt);
+    while (seen.size < 3000) {
+      const text = Array.from({ length: 3 + rng.int(4) }, () => rng.int(10)).join(" ") + " = ";
+      if (!heldOut.has(text)) seen.add(text);
     }
     const data = join(dir, "inputs.jsonl");
     writeFileSync(data, [...seen].map((text) => JSON.stringify({ text })).join("\n") + "\n");
-    const started = performance.now();
-    const report = await distill({
-      model: join(ROOT, "examples/models/tiny-tasks"),
-      teacherText: `reverse: 5 2 8 = 8 2 5 ${E} reverse: 1 9 3 4 = 4 3 9 1 ${E} reverse: 7 0 6 = 6 0 7 ${E} reverse: 2 8 1 5 = 5 1 8 2 ${E} reverse: `,
-      data,
-      valid: join(ROOT, "examples/data/reverse.valid.jsonl"),
-      into: "prefix",
-      numVirtualTokens: 8,
-      samples: 3,
-      maxNewTokens: 8,
-      steps: 10_000,
-      batchSize: 128,
-      lr: 0.1,
-      output: join(dir, "out"),
-    });
-    const [student] = report.students;
+    const run = async (into: "prefix" | "prompt") => {
+      const started = performance.now();
+      const report = await distill({
+        model: join(ROOT, "examples/models/tiny-tasks"),
+        teacherText: `increment: 0 8 9 = 1 9 0 ${E} 2 5 3 = 3 6 4 ${E} 9 6 6 8 = 0 7 7 9 ${E} 9 9 9 6 8 = 0 0 0 7 9 ${E} increment: `,
+        data,
+        valid: HELD_OUT,
+        into,
+        numVirtualTokens: 8,
+        hiddenWeight: 4,
+        maxNewTokens: 8,
+        steps: 4000,
+        batchSize: 32,
+        lr: 0.1,
+        output: join(dir, into),
+      });
+      return { report, student: report.students[0], seconds: (performance.now() - started) / 1000 };
+    };
+    const prefix = await run("prefix");
+    const prompt = await run("prompt");
+    const { report, student } = prefix;
     return {
       prompt_tokens: report.teacher.promptTokens,
       virtual_tokens: student.numVirtualTokens,
+      train_inputs: report.trainInputs,
       held_out: report.heldOut,
-      distil_s: (performance.now() - started) / 1000,
+      teacher_accuracy: report.teacher.accuracy,
+      distil_s: prefix.seconds,
+      train_s: student.trainSeconds,
       agreement: { greedy: student.greedy, top1: student.top1, mean_kl: student.meanKl, no_prompt_greedy: report.noPrompt.greedy, no_prompt_top1: report.noPrompt.top1 },
       tokens_per_request: { teacher: report.teacher.tokensPerRequest, student: student.tokensPerRequest },
       prefill_ms_per_request: { teacher: report.teacher.prefillMsPerRequest, student: student.prefillMsPerRequest, no_prompt: report.noPrompt.prefillMsPerRequest },
+      prefill_speedup: report.teacher.prefillMsPerRequest / student.prefillMsPerRequest,
+      prompt_form: { distil_s: prompt.seconds, greedy: prompt.student.greedy, top1: prompt.student.top1, mean_kl: prompt.student.meanKl, prefill_ms_per_request: prompt.student.prefillMsPerRequest },
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -78,7 +78,7 @@ describe("distill on the tiny example model", () => {
       expect(report.teacher.accuracy).toBe(0); // the teacher is confused (see above); agreement is what is measured
       expect(student.greedy).toBeGreaterThanOrEqual(0.9);
       expect(student.top1).toBeGreaterThanOrEqual(0.95);
-      expect(report.noPrompt.greedy).toBeLessThan(0.1); // the bare model does not give the teacher's answers
+      expect(report.noPrompt.greedy).toBe(0); // the bare model never gives the teacher's answer
       expect(student.tokensPerRequest).toBeLessThan(report.teacher.tokensPerRequest / 3);
       // The measured prefill, for the log (timings are asserted nowhere; the benchmark reports them).
       console.log(JSON.stringify({ greedy: student.greedy, top1: student.top1, meanKl: student.meanKl, trainSeconds: student.trainSeconds, tokensPerRequest: { teacher: report.teacher.tokensPerRequest, student: student.tokensPerRequest }, prefillMsPerRequest: { teacher: report.teacher.prefillMsPerRequest, student: student.prefillMsPerRequest, noPrompt: report.noPrompt.prefillMsPerRequest } }));
