@@ -56,7 +56,8 @@ export async function benchEngine() {
       gflops: flops / seconds / 1e9,
       fraction_of_peak: flops / seconds / 1e9 / peak,
     });
-    shapes.push({ shape, forward: measure(fwdSeconds, s.fwdFlops), train_step: measure(stepSeconds, s.stepFlops) });
+    // The process's high-water mark so far: the earlier shape's programs are still held.
+    shapes.push({ shape, forward: measure(fwdSeconds, s.fwdFlops), train_step: measure(stepSeconds, s.stepFlops), peak_rss_mb: peakRssMb() });
   }
   return {
     batch: BATCH,
@@ -64,7 +65,6 @@ export async function benchEngine() {
     text_tokens: TEXT,
     shapes,
     peak_gflops: peak,
-    peak_rss_mb: peakRssMb(),
     load_average: loadavg(),
   };
 }
