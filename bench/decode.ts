@@ -169,6 +169,8 @@ export async function benchDecode() {
   // Generation's peak, before the measurements below allocate their own buffers and sessions.
   const peakRss = peakRssMb();
   const peerDone = "peer" in started ? await started.peer.finish<{ max_rss_mb: number }>() : undefined;
+  // Before the bandwidths: their 768 MB of arrays, garbage when collected, would make the prepacked session's RSS look negative.
+  const prepack = await prepackCost(BATCHES);
   const copy = copyBandwidth();
   const read = await readBandwidth();
   const memoryLimitS = stepBytes / copy;
@@ -203,7 +205,6 @@ export async function benchDecode() {
     };
     console.error(`decode batch ${batch}: ${JSON.stringify(batches[`batch_${batch}`])}`);
   }
-  const prepack = await prepackCost(BATCHES);
   const weightsMb = weightBytes / 2 ** 20;
   return {
     shape: SHAPE,
