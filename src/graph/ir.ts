@@ -39,6 +39,7 @@ export interface OpAttrs {
   erf: Record<string, never>;
   sigmoid: Record<string, never>;
   geluTanh: Record<string, never>;
+  silu: Record<string, never>;
   sin: Record<string, never>;
   cos: Record<string, never>;
   equal: Record<string, never>;

@@ -13,11 +13,6 @@ export function gelu(x: Value): Value {
   return o.mul(o.mul(x, 0.5), o.add(o.erf(o.mul(x, Math.SQRT1_2)), 1));
 }
 
-/** SiLU / swish: x·σ(x). */
-export function silu(x: Value): Value {
-  return o.mul(x, o.sigmoid(x));
-}
-
 export function relu(x: Value): Value {
   // where, not max: the gradient at 0 goes entirely to one side.
   return o.where(o.greater(x, 0), x, 0);
@@ -32,7 +27,7 @@ export const ACTIVATIONS = {
   gelu,
   gelu_pytorch_tanh: o.geluTanh,
   relu,
-  silu,
+  silu: o.silu,
 } as const satisfies Record<string, (x: Value) => Value>;
 export type Activation = keyof typeof ACTIVATIONS;
 /** The table's names in order, for config schemas and their error messages. */

@@ -120,6 +120,12 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
     e.node("Sigmoid", [twoU], [s]);
     e.node("Mul", [x, s], [out]);
   },
+  silu: (e, _y, [x], out) => {
+    // x·σ(x), which ORT fuses into QuickGelu where nothing else reads σ(x) (a forward; a gradient reads it).
+    const s = e.fresh("s");
+    e.node("Sigmoid", [x], [s]);
+    e.node("Mul", [x, s], [out]);
+  },
   sin: simple("Sin"),
   cos: simple("Cos"),
   equal: simple("Equal"),

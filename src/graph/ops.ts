@@ -107,7 +107,7 @@ export function and(a: Value, b: Value): Value<"and"> {
   return binary("and", a, b, "bool");
 }
 
-function unary<K extends "neg" | "sqrt" | "reciprocal" | "exp" | "log" | "tanh" | "erf" | "sigmoid" | "geluTanh" | "sin" | "cos">(
+function unary<K extends "neg" | "sqrt" | "reciprocal" | "exp" | "log" | "tanh" | "erf" | "sigmoid" | "geluTanh" | "silu" | "sin" | "cos">(
   op: K,
   x: Value,
 ): Value<K> {
@@ -131,6 +131,8 @@ export const cos = (x: Value) => unary("cos", x);
  * [tokens, 4d] activations than autodiff of the composite would.
  */
 export const geluTanh = (x: Value) => unary("geluTanh", x);
+/** SiLU / swish x·σ(x): one op with a gradient rule of its own (fewer passes than autodiff of the product). */
+export const silu = (x: Value) => unary("silu", x);
 /** [a, b] with 2u = x(a + bx²): the tanh GELU is x·σ(2u). */
 export const GELU_TANH_2U = [2 * Math.sqrt(2 / Math.PI), 2 * Math.sqrt(2 / Math.PI) * 0.044715] as const;
 

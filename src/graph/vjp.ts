@@ -45,6 +45,11 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
     const slope = o.add(o.mul(o.mul(y, o.sub(1, s)), o.add(o.mul(x2, 3 * b), a)), s);
     return [o.mul(g, slope)];
   },
+  // y = x·s, s = σ(x): dy/dx = s + x·s(1 - s) = s + y(1 - s), s rebuilt as the forward emits it (ORT computes it once).
+  silu: (g, y) => {
+    const s = o.sigmoid(y.inputs[0]);
+    return [o.mul(g, o.add(o.mul(y, o.sub(1, s)), s))];
+  },
   sin: (g, { inputs: [x] }) => [o.mul(g, o.cos(x))],
   cos: (g, { inputs: [x] }) => [o.neg(o.mul(g, o.sin(x)))],
   equal: none,
