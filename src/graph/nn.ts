@@ -1,6 +1,7 @@
 /**
  * Neural-network building blocks composed from primitive ops, so their gradients come for free:
- * activations, projections, rotary embeddings, masked attention and cross-entropy.
+ * activations (the table; tanh GELU and SiLU are ops of their own), projections, rotary embeddings,
+ * masked attention and cross-entropy.
  */
 import { type DType, type Value, shapeError, formatShape } from "./ir.js";
 import * as o from "./ops.js";

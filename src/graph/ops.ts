@@ -1,7 +1,9 @@
 /**
  * Op builders: each checks its inputs (failing at build time with the op's name and the shapes),
- * infers the output dtype and shape, and makes a value. Composites (gelu, silu, attention,
- * cross-entropy) are built from these primitives in nn.ts and need no gradient rule of their own.
+ * infers the output dtype and shape, and makes a value. Composites (erf GELU, attention, projections)
+ * are built from these primitives in nn.ts and need no gradient rule of their own. A few functions that
+ * training runs over every activation (tanh GELU, SiLU, the norms, softmax cross-entropy) are ops here
+ * instead, with rules that take fewer passes over memory than autodiff of their composites would.
  */
 import { fail } from "../util/errors.js";
 import {

@@ -2,7 +2,9 @@
  * The gradient rules: one line or a few per primitive op, as in tinygrad's gradient table.
  * A rule gets the output's gradient `g` and the node `y` (its inputs and attributes) and returns
  * one gradient per input, or null where an input has none (indices, conditions, comparisons).
- * Broadcast inputs get their gradient summed back to their own shape by `unbroadcast`.
+ * Broadcast inputs get their gradient summed back to their own shape by `unbroadcast`. Rules may rebuild
+ * a forward value node for node as onnx.ts emits it (σ in GELU and SiLU, the cross-entropy's log-softmax):
+ * ORT's common-subexpression elimination computes it once.
  */
 import { type OpKind, type Shape, type Value, shapeError } from "./ir.js";
 import * as o from "./ops.js";
