@@ -9,7 +9,7 @@
 // child process of its own (`bench/serve.ts --child MODEL REGISTRY`), so the clients' work is not on its event loop.
 // `npm run bench -- serve --shape=tiny-tasks` (or `--shape=gpt2-small`) runs one workload only.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, promises as fsp } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, promises as fsp } from "node:fs";
 import { createInterface } from "node:readline";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -316,6 +316,19 @@ function chosenShapes(): string[] {
   return [shape];
 }
 
+/**
+ * Linux with autogroup scheduling shares the cores between sessions first, and `nice` orders processes only within
+ * a session: a niced test in another session takes as much as this benchmark. Recorded beside the results (e.g.
+ * "/autogroup-170 nice -10"); undefined where there is no such file.
+ */
+function autogroup(): string | undefined {
+  try {
+    return readFileSync("/proc/self/autogroup", "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
 export async function benchServe() {
   const shapes = chosenShapes();
   const work = mkdtempSync(join(tmpdir(), "softprompt-bench-serve-"));
@@ -324,6 +337,7 @@ export async function benchServe() {
     for (const shape of shapes) results[shape] = await benchWorkload(await WORKLOADS[shape](work));
     return {
       note: "loopback, greedy, streamed (openai client; the server in a process of its own); 1 client = the requests served one at a time; on a shared machine, so absolute numbers are noisy",
+      autogroup: autogroup(),
       ...results,
       clients_peak_rss_mb: Math.round(peakRssMb()),
     };
