@@ -29,7 +29,7 @@ import type { CausalLM } from "../models/causal-lm.js";
 import { attentionPattern } from "../models/inputs.js";
 import type { Tensor } from "../runtime/session.js";
 import type { Tokenizer } from "../tokenizer/index.js";
-import { applyRepetitionPenalty, sampleToken } from "./sampling.js";
+import { type TokenLogprob, applyRepetitionPenalty, sampleToken, tokenLogprob } from "./sampling.js";
 import { StopMatcher } from "./stop.js";
 import type { PromptState } from "./kv-cache.js";
 import { type BatchLayout, type PositionMode, checkIds, checkPositions, layoutBatch } from "./layout.js";
@@ -50,6 +50,8 @@ export interface DecodeOptions {
   stop?: readonly string[];
   /** Seed of the row's own sampler (default 0): the same row draws the same tokens in any batch. */
   seed?: number;
+  /** Report each new token's log-probability and this many most likely alternatives' (0 to 20; 0: the token's only); omit for none. */
+  logprobs?: number;
 }
 
 export interface RowRequest extends DecodeOptions {
@@ -86,6 +88,8 @@ export type RowId = number;
 export interface RowToken {
   row: RowId;
   token: number;
+  /** When the row asked for `logprobs`. */
+  logprob?: TokenLogprob;
   /** On the row's last token: its whole generation. The row has left the engine. */
   done?: Generation;
 }
@@ -357,12 +361,14 @@ export class GenerationEngine {
     const V = this.lm.config.vocabSize;
     rows.forEach((row, b) => {
       if (row.cancelled) return;
-      const token = this.nextToken(row, logits.subarray(b * V, (b + 1) * V));
-      if (row.finish === undefined) tokens.push({ row: row.id, token });
+      const rowLogits = logits.subarray(b * V, (b + 1) * V);
+      const token = this.nextToken(row, rowLogits);
+      const logprob = row.options.logprobs !== undefined ? { logprob: tokenLogprob(rowLogits, token, row.options.logprobs) } : {};
+      if (row.finish === undefined) tokens.push({ row: row.id, token, ...logprob });
       else {
         this.live.delete(row.id);
         const text = row.text ?? this.tokenizer?.decode(row.finish === "eos" ? row.ids.slice(0, -1) : row.ids);
-        tokens.push({ row: row.id, token, done: { ids: row.ids, ...(text !== undefined ? { text } : {}), finishReason: row.finish } });
+        tokens.push({ row: row.id, token, ...logprob, done: { ids: row.ids, ...(text !== undefined ? { text } : {}), finishReason: row.finish } });
       }
     });
   }
@@ -405,11 +411,17 @@ export function checkRowRequest(lm: CausalLM, tokenizer: Tokenizer | undefined, 
     fail("usage", `repetitionPenalty must be a finite number > 0, got ${r.repetitionPenalty}`, field("repetitionPenalty"));
   }
   if (r.seed !== undefined && !Number.isSafeInteger(r.seed)) fail("usage", `seed must be a safe integer, got ${r.seed}`, field("seed"));
+  if (r.logprobs !== undefined && !(Number.isInteger(r.logprobs) && r.logprobs >= 0 && r.logprobs <= MAX_TOP_LOGPROBS)) {
+    fail("usage", `logprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, got ${r.logprobs}`, field("logprobs"));
+  }
   if (r.stop !== undefined && r.stop.length > 0) {
     if (tokenizer === undefined) fail("usage", "stop strings need a tokenizer to decode the output", field("stop"));
     if (r.stop.some((s) => typeof s !== "string" || s.length === 0)) fail("usage", "a stop string must be a non-empty string", field("stop"));
   }
 }
+
+/** The most alternatives a row may ask log-probabilities for (OpenAI's chat limit). */
+export const MAX_TOP_LOGPROBS = 20;
 
 /** A prompt state must come from this model: one [1, kvHeads, n, headDim] pair per layer; or a LoRA adapter's, with none. */
 function checkPromptState(lm: CausalLM, state: PromptState, field: string): void {

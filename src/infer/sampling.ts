@@ -118,6 +118,35 @@ function nucleus(candidates: number[], probs: Float64Array, p: number): number[]
   return sorted.slice(0, kept);
 }
 
+/** A chosen token's log-probability and the most likely tokens' (the model's own distribution). */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+  /** The most likely tokens, most likely first (ties: lower id first). */
+  top: { token: number; logprob: number }[];
+}
+
+/**
+ * log-softmax of the raw logits at `token`, and the `top` most likely tokens' — before repetition penalty,
+ * temperature and top-k/p, so the numbers are the model's whatever the sampler did (vLLM's default too).
+ */
+export function tokenLogprob(logits: Float32Array, token: number, top: number): TokenLogprob {
+  const max = checkRow(logits);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  const logZ = max + Math.log(sum);
+  // The `top` largest by one pass with a small sorted list: top is at most 20, the vocabulary tens of thousands.
+  const best: number[] = [];
+  for (let i = 0; i < logits.length && top > 0; i++) {
+    if (best.length === top && logits[i] <= logits[best[top - 1]]) continue;
+    let at = best.length;
+    while (at > 0 && logits[best[at - 1]] < logits[i]) at--;
+    best.splice(at, 0, i);
+    if (best.length > top) best.pop();
+  }
+  return { token, logprob: logits[token] - logZ, top: best.map((i) => ({ token: i, logprob: logits[i] - logZ })) };
+}
+
 /** A row must be non-empty, free of NaN and +Infinity, and have some finite logit; returns its max. */
 function checkRow(logits: Float32Array): number {
   if (logits.length === 0) fail("usage", "logits row is empty", { tensor: "logits" });

@@ -5,6 +5,7 @@ import type { CausalLM } from "../../src/models/causal-lm.js";
 import { type Generation, type RowId, type RowRequest, type RowToken, GenerationEngine } from "../../src/infer/engine.js";
 import { type GenerateRequest, generate } from "../../src/infer/generate.js";
 import { PromptCache } from "../../src/infer/kv-cache.js";
+import { scoreCompletions } from "../../src/infer/score.js";
 import { decodeProgram } from "../../src/infer/step.js";
 import { type Tokenizer, loadTokenizer } from "../../src/tokenizer/index.js";
 import { SoftpromptError } from "../../src/util/errors.js";
@@ -231,6 +232,35 @@ describe("engine rows", () => {
   });
 });
 
+describe("engine log-probabilities", () => {
+  it("each token's log-probability and the most likely alternatives are the model's, whatever the sampler drew", async () => {
+    const lm = await loadGoldenModel("llama");
+    const input = [40, 41, 42, 43];
+    const engine = new GenerationEngine(lm);
+    const greedyRow = engine.add({ inputIds: input, maxNewTokens: 5, logprobs: 3 });
+    const sampledRow = engine.add({ inputIds: [9, 8, 7], maxNewTokens: 5, temperature: 1.5, seed: 3, logprobs: 0 });
+    const plainRow = engine.add({ inputIds: [5, 6], maxNewTokens: 2 });
+    const seen = new Map<RowId, RowToken[]>();
+    while (engine.size > 0) for (const t of await engine.step()) seen.set(t.row, [...(seen.get(t.row) ?? []), t]);
+    const greedyTokens = seen.get(greedyRow)!;
+    for (const { token, logprob } of greedyTokens) {
+      expect(logprob!.token).toBe(token);
+      expect(logprob!.top).toHaveLength(3);
+      expect(logprob!.top[0]).toEqual({ token, logprob: logprob!.logprob }); // greedy drew the most likely
+      expect(logprob!.top[1].logprob).toBeLessThanOrEqual(logprob!.top[0].logprob);
+      expect(logprob!.top[2].logprob).toBeLessThanOrEqual(logprob!.top[1].logprob);
+    }
+    expect(seen.get(sampledRow)!.every((t) => t.logprob!.top.length === 0 && t.logprob!.logprob <= 0)).toBe(true);
+    expect(seen.get(plainRow)!.every((t) => t.logprob === undefined)).toBe(true);
+    // The same numbers from a separate computation: scoring the drawn tokens after the input, in one forward.
+    for (const [row, inputIds] of [[greedyRow, input], [sampledRow, [9, 8, 7]]] as const) {
+      const tokens = seen.get(row)!;
+      const [score] = await scoreCompletions(lm, [{ inputIds, completionIds: tokens.map((t) => t.token) }]);
+      tokens.forEach((t, i) => expect(t.logprob!.logprob).toBeCloseTo(score.tokenLogProbs[i], 4));
+    }
+  });
+});
+
 describe("engine errors", () => {
   const usage = (fn: () => unknown, message: RegExp, field?: string) => {
     let err: unknown;
@@ -254,6 +284,7 @@ describe("engine errors", () => {
     usage(() => engine.add({ inputIds: [1], maxNewTokens: 200 }), /128 positions/, "request.maxNewTokens");
     usage(() => engine.add({ inputIds: [1], maxNewTokens: 2, topP: 0 }), /topP must be in \(0, 1\]/, "request.topP");
     usage(() => engine.add({ inputIds: [1], maxNewTokens: 2, stop: ["x"] }), /need a tokenizer/, "request.stop");
+    usage(() => engine.add({ inputIds: [1], maxNewTokens: 2, logprobs: 21 }), /logprobs must be an integer from 0 to 20/, "request.logprobs");
     usage(() => new GenerationEngine(lm, { padTokenId: -1 }), /outside the vocabulary/, "padTokenId");
     expect(engine.size).toBe(0);
     expect(await engine.step()).toEqual([]);

@@ -4,6 +4,7 @@ import {
   greedy,
   sampleToken,
   softmax,
+  tokenLogprob,
   type SamplingOptions,
 } from "../../src/infer/sampling.js";
 import { Rng } from "../../src/util/rng.js";
@@ -147,5 +148,24 @@ describe("sampleToken", () => {
     for (const options of bad) {
       expect(() => sampleToken(logits, options)).toThrow(expect.objectContaining({ code: "usage" }));
     }
+  });
+});
+
+describe("tokenLogprob", () => {
+  it("is log-softmax at the token, with the most likely tokens first (ties: lower id first)", () => {
+    const logits = logitsOf([0.1, 0.4, 0.1, 0.3, 0.1]);
+    const lp = tokenLogprob(logits, 2, 3);
+    expect(lp.token).toBe(2);
+    expect(lp.logprob).toBeCloseTo(Math.log(0.1), 6);
+    expect(lp.top.map((t) => t.token)).toEqual([1, 3, 0]);
+    expect(lp.top[0].logprob).toBeCloseTo(Math.log(0.4), 6);
+    expect(tokenLogprob(logits, 1, 0).top).toEqual([]);
+    expect(tokenLogprob(logits, 1, 9).top.map((t) => t.token)).toEqual([1, 3, 0, 2, 4]);
+  });
+
+  it("does not overflow on large logits and gives −Infinity to masked tokens", () => {
+    const lp = tokenLogprob(Float32Array.from([1000, 1000, -Infinity]), 2, 2);
+    expect(lp.logprob).toBe(-Infinity);
+    expect(lp.top.map((t) => [t.token, t.logprob])).toEqual([[0, -Math.LN2], [1, -Math.LN2]].map(([i, v]) => [i, expect.closeTo(v, 6)]));
   });
 });
