@@ -19,6 +19,7 @@ import { ServeError, serveFail, toHttpError } from "./errors.js";
 import { resolveModel, type ResolvedModel } from "./models.js";
 import { type ChatBody, type CompletionBody, chatSchema, completionSchema, parseBody } from "./openai-params.js";
 import { TextStream } from "./text-stream.js";
+import { type LogprobEntry, LogprobTrack, chatLogprobs, completionLogprobs } from "./logprobs.js";
 import { type FinishReason, type Usage, sseStream } from "./sse.js";
 import type { Ticket } from "./scheduler.js";
 
@@ -40,6 +41,8 @@ interface Job {
   decode: DecodeOptions;
   stream: boolean;
   includeUsage: boolean;
+  /** Whether the answer carries token log-probabilities (the rows ask for them by `decode.logprobs`). */
+  logprobs: boolean;
 }
 
 /** Library fields named as the request names them (OpenAI's `param`). */
@@ -73,7 +76,10 @@ export async function handleGeneration(ctx: ServeContext, kind: Kind, request: F
       if (firstToken) metrics.timeToFirstToken.observe({ adapter: label }, (performance.now() - arrived) / 1000);
       firstToken = false;
     },
-    onDelta: (index, text) => out?.delta(index, text),
+    onDelta: (index, text, entries) => {
+      const logprobs = entries === undefined ? undefined : kind === "chat" ? chatLogprobs(entries) : completionLogprobs(entries);
+      out?.delta(index, text, logprobs === undefined ? undefined : JSON.stringify(logprobs));
+    },
     onRowDone: (index, g) => out?.finish(index, finishReason(g)),
   });
   scheduler.arrived(request);
@@ -83,14 +89,15 @@ export async function handleGeneration(ctx: ServeContext, kind: Kind, request: F
   });
 
   try {
-    const generations = await run.done;
+    const results = await run.done;
     metrics.latency.observe({ adapter: label }, (performance.now() - arrived) / 1000);
-    const completionTokens = generations.reduce((s, g) => s + g.ids.length, 0);
+    const completionTokens = results.reduce((s, g) => s + g.generation.ids.length, 0);
     metrics.completionTokens.inc({ adapter: label }, completionTokens);
     const promptTokens = job.inputs.reduce((s, ids) => s + ids.length, 0);
     const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
     if (out !== undefined) return out.end(usage);
-    await reply.send(kind === "chat" ? chatResponse(id, created, job.model, generations, usage) : completionResponse(id, created, job.model, generations, usage));
+    const respond = kind === "chat" ? chatResponse : completionResponse;
+    await reply.send(respond(id, created, job.model, results, usage));
   } catch (err) {
     if (out === undefined) throw err; // the error handler answers it
     const http = toHttpError(err, paramOf(kind));
@@ -160,8 +167,16 @@ async function prepare(ctx: ServeContext, kind: Kind, raw: unknown): Promise<Job
     ...(stop !== undefined ? { stop } : {}),
     // No seed: a fresh one, as OpenAI samples differently each time.
     seed: body.seed ?? randomInt(2 ** 47),
+    ...logprobsAsked(body),
   };
-  return { kind, model: body.model, resolved, inputs, prompts, n, decode, stream: body.stream ?? false, includeUsage: body.stream_options?.include_usage ?? false };
+  return { kind, model: body.model, resolved, inputs, prompts, n, decode, stream: body.stream ?? false, includeUsage: body.stream_options?.include_usage ?? false, logprobs: decode.logprobs !== undefined };
+}
+
+/** How many alternatives per token a body asks log-probabilities for (completions: `logprobs: N`; chat: `logprobs: true` and `top_logprobs`). */
+function logprobsAsked(body: ChatBody | CompletionBody): Pick<DecodeOptions, "logprobs"> {
+  if (!("messages" in body)) return body.logprobs == null ? {} : { logprobs: body.logprobs };
+  if (body.top_logprobs != null && body.logprobs !== true) fail("usage", "top_logprobs needs logprobs: true", { field: "top_logprobs" });
+  return body.logprobs === true ? { logprobs: body.top_logprobs ?? 0 } : {};
 }
 
 /** A request as rows for a template: each text prompt fills {input}; a chat is a chat row (earlier turns as context). */
@@ -177,17 +192,24 @@ function templateExamples(body: ChatBody | CompletionBody): Example[] {
 
 interface RowHooks {
   onToken(): void;
-  onDelta(index: number, text: string): void;
+  /** `entries`: the log-probabilities of the tokens whose text starts in what has been sent, when the job asked for them. */
+  onDelta(index: number, text: string, entries?: LogprobEntry[]): void;
   onRowDone(index: number, generation: Generation): void;
 }
 
-/** Submit every row of a job; `done` gives their generations in choice order, or the first error (the other rows cancelled). */
-function runRows(ctx: ServeContext, job: Job, prompts: readonly (Promise<PromptState> | undefined)[], hooks: RowHooks): { done: Promise<Generation[]>; cancel(): void } {
+/** A choice's generation, and its tokens' log-probabilities when the job asked for them. */
+interface ChoiceResult {
+  generation: Generation;
+  logprobs?: LogprobEntry[];
+}
+
+/** Submit every row of a job; `done` gives their results in choice order, or the first error (the other rows cancelled). */
+function runRows(ctx: ServeContext, job: Job, prompts: readonly (Promise<PromptState> | undefined)[], hooks: RowHooks): { done: Promise<ChoiceResult[]>; cancel(): void } {
   const tickets: Ticket[] = [];
-  const results: Generation[] = [];
+  const results: ChoiceResult[] = [];
   let left = job.inputs.length * job.n;
   let cancelAll = () => {};
-  const done = new Promise<Generation[]>((resolve, reject) => {
+  const done = new Promise<ChoiceResult[]>((resolve, reject) => {
     let settled = false;
     const settle = (err?: unknown) => {
       if (settled) return;
@@ -211,22 +233,29 @@ function runRows(ctx: ServeContext, job: Job, prompts: readonly (Promise<PromptS
       for (let i = 0; i < job.n; i++) {
         const index = p * job.n + i;
         const text = new TextStream(ctx.model.tokenizer, job.decode.stop);
+        const track = job.logprobs ? new LogprobTrack(ctx.model.tokenizer) : undefined;
+        let sent = 0;
+        const delta = (part: string) => {
+          sent += part.length;
+          hooks.onDelta(index, part, track?.take(sent));
+        };
         const row = { ...job.decode, seed: job.decode.seed! + i, inputIds, prompt: prompts[p] };
         tickets.push(
           ctx.scheduler.submit(row, {
-            onToken: (token, last) => {
+            onToken: (token, last, logprob) => {
               hooks.onToken();
+              if (logprob !== undefined) track?.push(logprob);
               if (job.stream && !last) {
-                const delta = text.push(token);
-                if (delta !== "") hooks.onDelta(index, delta);
+                const part = text.push(token);
+                if (part !== "") delta(part);
               }
             },
             onDone: (g) => {
               if (job.stream) {
                 const rest = text.finish(g);
-                if (rest !== "") hooks.onDelta(index, rest);
+                if (rest !== "") delta(rest);
               }
-              results[index] = g;
+              results[index] = { generation: g, ...(track !== undefined ? { logprobs: track.take((g.text ?? "").length) } : {}) };
               hooks.onRowDone(index, g);
               if (--left === 0) settle();
             },
@@ -241,24 +270,34 @@ function runRows(ctx: ServeContext, job: Job, prompts: readonly (Promise<PromptS
 
 const finishReason = (g: Generation): FinishReason => (g.finishReason === "length" ? "length" : "stop");
 
-function completionResponse(id: string, created: number, model: string, gens: Generation[], usage: Usage) {
+function completionResponse(id: string, created: number, model: string, results: ChoiceResult[], usage: Usage) {
   return {
     id,
     object: "text_completion",
     created,
     model,
-    choices: gens.map((g, index) => ({ index, text: g.text ?? "", logprobs: null, finish_reason: finishReason(g) })),
+    choices: results.map(({ generation: g, logprobs }, index) => ({
+      index,
+      text: g.text ?? "",
+      logprobs: logprobs === undefined ? null : completionLogprobs(logprobs),
+      finish_reason: finishReason(g),
+    })),
     usage,
   };
 }
 
-function chatResponse(id: string, created: number, model: string, gens: Generation[], usage: Usage) {
+function chatResponse(id: string, created: number, model: string, results: ChoiceResult[], usage: Usage) {
   return {
     id,
     object: "chat.completion",
     created,
     model,
-    choices: gens.map((g, index) => ({ index, message: { role: "assistant", content: g.text ?? "" }, logprobs: null, finish_reason: finishReason(g) })),
+    choices: results.map(({ generation: g, logprobs }, index) => ({
+      index,
+      message: { role: "assistant", content: g.text ?? "" },
+      logprobs: logprobs === undefined ? null : chatLogprobs(logprobs),
+      finish_reason: finishReason(g),
+    })),
     usage,
   };
 }

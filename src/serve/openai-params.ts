@@ -1,7 +1,7 @@
 /**
  * Request bodies as OpenAI's API defines them (completions, chat completions) plus /v1/classify, checked
  * with zod. Every field the server does not know is refused by name; fields OpenAI has but the engine
- * cannot honour are refused unless they hold their neutral value (`logprobs: null`, `echo: false` …),
+ * cannot honour are refused unless they hold their neutral value (`echo: false`, `best_of: 1` …),
  * so a client never silently gets something other than what it asked for.
  * Extensions, named as vLLM names them: `top_k`, `repetition_penalty`.
  */
@@ -30,6 +30,8 @@ const sampling = {
 
 export const completionSchema = z.strictObject({
   ...sampling,
+  /** Each token's log-probability and this many most likely alternatives' (OpenAI's limit: 5). */
+  logprobs: z.number().int().min(0).max(5).nullish(),
   prompt: z.union([z.string(), z.array(z.string()).min(1), tokenIds, z.array(tokenIds).min(1)]),
 });
 
@@ -44,6 +46,9 @@ export const chatSchema = z.strictObject({
   ...sampling,
   messages: z.array(message).min(1),
   max_completion_tokens: z.number().int().min(1).nullish(),
+  logprobs: z.boolean().nullish(),
+  /** Needs `logprobs: true`. */
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
 });
 
 export const classifySchema = z.strictObject({
@@ -62,10 +67,8 @@ const isEmpty = (v: unknown) => v === undefined || v === null || (Array.isArray(
 
 /** OpenAI parameters the engine cannot honour: accepted only at their neutral value. Each says why. */
 const UNSUPPORTED: Record<string, [neutral: (v: unknown) => boolean, why: string]> = {
-  logprobs: [isFalsy, "the engine does not return token log-probabilities"],
-  top_logprobs: [isFalsy, "the engine does not return token log-probabilities"],
   echo: [isFalsy, "the prompt is not echoed"],
-  best_of: [(v) => v === undefined || v === null || v === 1, "best_of needs log-probabilities; use n"],
+  best_of: [(v) => v === undefined || v === null || v === 1, "best_of is not supported; use n"],
   suffix: [(v) => v === undefined || v === null || v === "", "insertion (suffix) is not supported"],
   presence_penalty: [isFalsy, "use repetition_penalty (HF's)"],
   frequency_penalty: [isFalsy, "use repetition_penalty (HF's)"],

@@ -9,12 +9,13 @@
  */
 import type { GenerationEngine, Generation, RowId, RowRequest } from "../infer/engine.js";
 import type { PromptState } from "../infer/kv-cache.js";
+import type { TokenLogprob } from "../infer/sampling.js";
 import { serveFail } from "./errors.js";
 import type { ServeMetrics } from "./metrics.js";
 
 export interface RowEvents {
-  /** Every new token, in order; the last one (`last`) just before `onDone`. */
-  onToken(token: number, last: boolean): void;
+  /** Every new token, in order (with its log-probabilities when the row asked for them); the last one (`last`) just before `onDone`. */
+  onToken(token: number, last: boolean, logprob?: TokenLogprob): void;
   onDone(generation: Generation): void;
   onError(err: unknown): void;
 }
@@ -188,10 +189,10 @@ export class Scheduler {
         this.running.clear();
         continue;
       }
-      for (const { row, token, done } of tokens) {
+      for (const { row, token, logprob, done } of tokens) {
         const p = this.running.get(row);
         if (p === undefined) continue; // cancelled during the step
-        p.events.onToken(token, done !== undefined);
+        p.events.onToken(token, done !== undefined, logprob);
         if (done !== undefined) {
           this.running.delete(row);
           p.gone = true;

@@ -25,7 +25,8 @@ export interface Usage {
 export type FinishReason = "stop" | "length";
 
 export interface SseStream {
-  delta(index: number, text: string): void;
+  /** `logprobs`: the chunk's log-probabilities, already JSON (logprobs.ts), or none. */
+  delta(index: number, text: string, logprobs?: string): void;
   finish(index: number, reason: FinishReason): void;
   /** The last chunks: usage (when given) and `[DONE]`; ends the response. */
   end(usage?: Usage): void;
@@ -57,13 +58,13 @@ export function sseStream(res: ServerResponse, options: SseOptions): SseStream {
     pending = "";
   };
   // Key order and fields as OpenAI sends them (and as JSON.stringify of the same object would).
-  const choice = (index: number, text: string | undefined, finish: FinishReason | null, role?: string) =>
+  const choice = (index: number, text: string | undefined, finish: FinishReason | null, role?: string, logprobs = "null") =>
     chat
-      ? `{"index":${index},"delta":{${role !== undefined ? `"role":"${role}"${text !== undefined ? "," : ""}` : ""}${text !== undefined ? `"content":${JSON.stringify(text)}` : ""}},"logprobs":null,"finish_reason":${finish === null ? "null" : `"${finish}"`}}`
-      : `{"index":${index},"text":${JSON.stringify(text ?? "")},"logprobs":null,"finish_reason":${finish === null ? "null" : `"${finish}"`}}`;
+      ? `{"index":${index},"delta":{${role !== undefined ? `"role":"${role}"${text !== undefined ? "," : ""}` : ""}${text !== undefined ? `"content":${JSON.stringify(text)}` : ""}},"logprobs":${logprobs},"finish_reason":${finish === null ? "null" : `"${finish}"`}}`
+      : `{"index":${index},"text":${JSON.stringify(text ?? "")},"logprobs":${logprobs},"finish_reason":${finish === null ? "null" : `"${finish}"`}}`;
   if (chat) push(`${head}${Array.from({ length: options.choices }, (_, index) => choice(index, "", null, "assistant")).join(",")}]}\n\n`);
   return {
-    delta: (index, text) => push(`${head}${choice(index, text, null)}]}\n\n`),
+    delta: (index, text, logprobs) => push(`${head}${choice(index, text, null, undefined, logprobs)}]}\n\n`),
     finish: (index, reason) => push(`${head}${choice(index, chat ? undefined : "", reason)}]}\n\n`),
     end: (usage) => close(`${usage !== undefined ? `${head}],"usage":${JSON.stringify(usage)}}\n\n` : ""}data: [DONE]\n\n`),
     error: (body) => close(`data: ${JSON.stringify(body)}\n\n`),

@@ -11,7 +11,7 @@ import type { CompletionCreateParamsNonStreaming } from "openai/resources/comple
 import { type RunningServer, addAdapter, removeAdapter, startServer } from "../../src/serve/index.js";
 import { type Model, loadModel } from "../../src/models/index.js";
 import { generate, type GenerateRequest } from "../../src/infer/generate.js";
-import { scoreChoices } from "../../src/infer/score.js";
+import { scoreChoices, scoreCompletions } from "../../src/infer/score.js";
 import { type LoadedAdapter, loadSoftPrompt } from "../../src/workflows.js";
 import { eventually, foreignAdapter, tinyWithChatTemplate, trainAdapters } from "./helpers.js";
 
@@ -147,6 +147,54 @@ describe("OpenAI-compatible server, official client", () => {
     expect(content).toBe(await solo({ adapter: "sort", inputIds: chatIds("9 2 7 = "), maxNewTokens: 10, temperature: 0 }));
   });
 
+  it("logprobs: each answer token's log-probability and alternatives, as scoring the answer gives them, whole or streamed, completions and chat", async () => {
+    const prompt = "3 1 4 1 5 = ";
+    const [solo] = await generate(model.lm, model.tokenizer, [{ text: prompt, maxNewTokens: 12, prompt: adapters.reverse.prompt }]);
+    const answerIds = solo.finishReason === "eos" ? solo.ids.slice(0, -1) : solo.ids;
+    const [scored] = await scoreCompletions(model.lm, [{ inputIds: model.tokenizer.encode(prompt), completionIds: answerIds, prompt: adapters.reverse.prompt }]);
+    // Each token's text is what it adds to the answer (this tokenizer's decoder puts the spaces between digits).
+    const tokens = answerIds.map((_, i) => model.tokenizer.decode(answerIds.slice(0, i + 1)).slice(model.tokenizer.decode(answerIds.slice(0, i)).length));
+
+    const whole = await client.completions.create({ model: "reverse", prompt, max_tokens: 12, temperature: 0, logprobs: 2 });
+    const lp = whole.choices[0].logprobs!;
+    expect(whole.choices[0].text).toBe(solo.text);
+    expect(lp.tokens).toEqual(tokens);
+    expect(lp.tokens!.join("")).toBe(solo.text);
+    lp.token_logprobs!.forEach((v, i) => expect(v).toBeCloseTo(scored.tokenLogProbs[i], 4));
+    expect(lp.text_offset).toEqual(tokens.map((_, i) => tokens.slice(0, i).join("").length));
+    for (const [i, top] of lp.top_logprobs!.entries()) {
+      expect(Object.keys(top).length).toBeLessThanOrEqual(3); // the 2 most likely, and the sampled token when not among them
+      expect(top[tokens[i]]).toBeCloseTo(lp.token_logprobs![i], 6);
+      expect(Math.max(...Object.values(top))).toBeCloseTo(lp.token_logprobs![i], 6); // greedy took the most likely
+    }
+
+    const stream = await client.completions.create({ model: "reverse", prompt, max_tokens: 12, temperature: 0, logprobs: 2, stream: true });
+    const streamed = { tokens: [] as string[], token_logprobs: [] as number[], text_offset: [] as number[] };
+    for await (const chunk of stream) {
+      const part = chunk.choices[0]?.logprobs;
+      if (part == null) continue;
+      streamed.tokens.push(...part.tokens!);
+      streamed.token_logprobs.push(...part.token_logprobs!);
+      streamed.text_offset.push(...part.text_offset!);
+    }
+    expect(streamed).toEqual({ tokens: lp.tokens, token_logprobs: lp.token_logprobs, text_offset: lp.text_offset });
+
+    const chat = await client.chat.completions.create({ model: "reverse", messages: [{ role: "user", content: prompt }], max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 3 });
+    const content = chat.choices[0].logprobs!.content!;
+    expect(content.map((c) => c.token).join("")).toBe(chat.choices[0].message.content);
+    for (const c of content) {
+      expect(c.top_logprobs).toHaveLength(3);
+      expect(c.top_logprobs[0]).toEqual({ token: c.token, logprob: c.logprob, bytes: c.bytes });
+      expect(c.bytes).toEqual([...Buffer.from(c.token, "utf8")]);
+    }
+    // A stop string cuts the text: the tokens whose text starts after the cut are not reported.
+    const cut = await client.completions.create({ model: "reverse", prompt, max_tokens: 12, temperature: 0, logprobs: 0, stop: [" 4"] });
+    expect(cut.choices[0].text).toBe(solo.text!.slice(0, solo.text!.indexOf(" 4")));
+    expect(cut.choices[0].logprobs!.tokens!.join("")).toBe(cut.choices[0].text);
+    const plain = await client.chat.completions.create({ model: "reverse", messages: [{ role: "user", content: prompt }], max_tokens: 4, temperature: 0 });
+    expect(plain.choices[0].logprobs).toBeNull();
+  });
+
   it("chat completions render the model's chat template", async () => {
     const r = await client.chat.completions.create({ model: "base:reverse", messages: [{ role: "user", content: "3 1 4 = " }], max_tokens: 10, temperature: 0.7, seed: 3 });
     expect(r.object).toBe("chat.completion");
@@ -180,8 +228,12 @@ describe("OpenAI-compatible server, official client", () => {
     const extra = { model: "reverse", prompt: "1 = ", max_tokens: 2, frobnicate: true } as unknown as CompletionCreateParamsNonStreaming;
     const unknownField = await apiError(client.completions.create(extra));
     expect([unknownField.status, unknownField.param, unknownField.code]).toEqual([400, "frobnicate", "unknown_parameter"]);
-    const logprobs = await apiError(client.completions.create({ model: "reverse", prompt: "1 = ", max_tokens: 2, logprobs: 2 }));
-    expect([logprobs.status, logprobs.param]).toEqual([400, "logprobs"]);
+    const tooMany = await apiError(client.completions.create({ model: "reverse", prompt: "1 = ", max_tokens: 2, logprobs: 6 }));
+    expect([tooMany.status, tooMany.param]).toEqual([400, "logprobs"]);
+    const topAlone = await apiError(client.chat.completions.create({ model: "reverse", messages: [{ role: "user", content: "1 = " }], max_tokens: 2, top_logprobs: 2 }));
+    expect([topAlone.status, topAlone.param]).toEqual([400, "top_logprobs"]);
+    const echo = await apiError(client.completions.create({ model: "reverse", prompt: "1 = ", max_tokens: 2, echo: true }));
+    expect([echo.status, echo.param, echo.code]).toEqual([400, "echo", "unsupported_parameter"]);
     const badValue = await apiError(client.completions.create({ model: "reverse", prompt: "1 = ", max_tokens: 2, temperature: 5 }));
     expect([badValue.status, badValue.param]).toEqual([400, "temperature"]);
 
