@@ -189,11 +189,10 @@ export function matmul(a: Value, b: Value, { transA = false, transB = false, alp
 const lastTwo = (shape: Shape, swap: boolean): Dim[] => (swap ? [shape[shape.length - 1], shape[shape.length - 2]] : shape.slice(-2));
 
 /**
- * 2-D product op(a) @ op(b) (+ bias [n], added to every row inside the product's kernel, not as a pass of
- * its own), op = optional transpose. Lets weights stored as [out, in] (Llama's Linear, GPT-2's tied LM head)
- * be used as stored, with no transposed copy.
+ * 2-D product op(a) @ op(b), op = optional transpose. Lets weights stored as [out, in]
+ * (Llama's Linear, GPT-2's tied LM head) be used as stored, with no transposed copy.
  */
-export function gemm(a: Value, b: Value, { transA = false, transB = false } = {}, bias?: Value): Value<"gemm"> {
+export function gemm(a: Value, b: Value, { transA = false, transB = false } = {}): Value<"gemm"> {
   sameDtype("gemm", a, b);
   needFloat("gemm", a);
   if (a.shape.length !== 2 || b.shape.length !== 2) {
@@ -204,10 +203,7 @@ export function gemm(a: Value, b: Value, { transA = false, transB = false } = {}
   if (k1 !== k2) {
     shapeError("gemm", `inner dims differ: ${formatShape(a.shape)}${transA ? "ᵀ" : ""} @ ${formatShape(b.shape)}${transB ? "ᵀ" : ""}`);
   }
-  if (bias === undefined) return makeValue("gemm", [a, b], { transA, transB }, a.dtype, [m, n]);
-  sameDtype("gemm", a, bias);
-  if (bias.shape.length !== 1 || bias.shape[0] !== n) shapeError("gemm", `bias must be [${n}], got ${formatShape(bias.shape)}`);
-  return makeValue("gemm", [a, b, bias], { transA, transB }, a.dtype, [m, n]);
+  return makeValue("gemm", [a, b], { transA, transB }, a.dtype, [m, n]);
 }
 
 /**

@@ -68,11 +68,11 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
     const dB = transB ? o.matmul(g, a, { transA: true, transB: transA, alpha }) : o.matmul(a, g, { transA: !transA, alpha });
     return [unbroadcast(dA, a), unbroadcast(dB, b)];
   },
-  gemm: (g, { inputs: [a, b, bias], attrs: { transA, transB } }) => {
+  gemm: (g, { inputs: [a, b], attrs: { transA, transB } }) => {
     // With A' = op(A), B' = op(B): dA' = g·B'ᵀ and dB' = A'ᵀ·g, transposed back where op transposed.
     const dA = transA ? o.gemm(b, g, { transA: transB, transB: true }) : rowScaledFirst(g, (d) => o.gemm(d, b, { transB: !transB }));
     const dB = transB ? o.gemm(g, a, { transA: true, transB: transA }) : o.gemm(a, g, { transA: !transA });
-    return bias === undefined ? [dA, dB] : [dA, dB, o.reduceSum(g, [0])];
+    return [dA, dB];
   },
   reduceSum: (g, { inputs: [x], attrs }) => [o.expandLike(keepReduced(g, attrs), x)],
   reduceMean: (g, { inputs: [x], attrs }) => [o.div(o.expandLike(keepReduced(g, attrs), x), reducedCount(x.shape, attrs.axes))],
