@@ -5,17 +5,17 @@
 // Then the proof on the tiny example model, as the test suite runs it (test/distill/proof.test.ts): a
 // 40-token prompt into an 8-token prefix, its agreement on 100 held-out inputs and the measured prefill,
 // and the same recipe into 8 prompt vectors.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { buildModel } from "../src/models/build.js";
 import { parseTrainConfig } from "../src/train/config.js";
 import { trainAdapter } from "../src/train/trainer.js";
 import { loadAdapter } from "../src/peft/adapter.js";
-import { DISTILL_DEFAULTS, distill, distillExample, klObjective, prefillSecondsPerRequest, teacherTargets } from "../src/distill/index.js";
+import { DISTILL_DEFAULTS, distillExample, klObjective, prefillSecondsPerRequest, teacherTargets } from "../src/distill/index.js";
 import { Rng } from "../src/util/rng.js";
 import { idsTokenizer, median, peakRssMb, randomWeights, shapeConfig } from "./common.js";
+import { distillProof } from "../examples/distill-proof.js";
 
 const SHAPE = "gpt2-small";
 const PROMPT_TOKENS = 200;
@@ -95,10 +95,6 @@ export async function benchDistill() {
   };
 }
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const E = "<|endoftext|>";
-const HELD_OUT = join(ROOT, "examples/data/increment.valid.jsonl");
-
 /**
  * The suite's proof (test/distill/proof.test.ts), measured here with its prefill times: the tag and four
  * worked examples of increment (40 tokens) into 8 prefix tokens, KL plus the hidden-state term over the
@@ -108,31 +104,9 @@ const HELD_OUT = join(ROOT, "examples/data/increment.valid.jsonl");
 async function tinyProof() {
   const dir = mkdtempSync(join(tmpdir(), "bench-distill-proof-"));
   try {
-    const heldOut = new Set(readFileSync(HELD_OUT, "utf8").split("\n").filter(Boolean).map((line) => (JSON.parse(line) as { prompt: string }).prompt));
-    const rng = new Rng(7);
-    const seen = new Set<string>();
-    while (seen.size < 3000) {
-      const text = Array.from({ length: 3 + rng.int(4) }, () => rng.int(10)).join(" ") + " = ";
-      if (!heldOut.has(text)) seen.add(text);
-    }
-    const data = join(dir, "inputs.jsonl");
-    writeFileSync(data, [...seen].map((text) => JSON.stringify({ text })).join("\n") + "\n");
     const run = async (into: "prefix" | "prompt") => {
       const started = performance.now();
-      const report = await distill({
-        model: join(ROOT, "examples/models/tiny-tasks"),
-        teacherText: `increment: 0 8 9 = 1 9 0 ${E} 2 5 3 = 3 6 4 ${E} 9 6 6 8 = 0 7 7 9 ${E} 9 9 9 6 8 = 0 0 0 7 9 ${E} increment: `,
-        data,
-        valid: HELD_OUT,
-        into,
-        numVirtualTokens: 8,
-        hiddenWeight: 4,
-        maxNewTokens: 8,
-        steps: 4000,
-        batchSize: 32,
-        lr: 0.1,
-        output: join(dir, into),
-      });
+      const report = await distillProof(dir, into);
       return { report, student: report.students[0], seconds: (performance.now() - started) / 1000 };
     };
     const prefix = await run("prefix");

@@ -9,15 +9,14 @@
 // then take turns: one step of ours, one of PEFT's, the order alternating from round to round. On a shared
 // machine whose load changes from one minute to the next, two steps run back to back meet the same load,
 // so the ratio of the two step times holds where the absolute times do not.
-import { type ChildProcess, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
+import { spawn } from "node:child_process";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { buildModel } from "../src/models/build.js";
 import type { ModelConfig } from "../src/models/config.js";
 import { methodByName } from "../src/peft/index.js";
 import { parseTrainConfig } from "../src/train/config.js";
-import { idsTokenizer, median, randomExamples, randomWeights, shapeConfig } from "./common.js";
+import { JsonLinesChild, idsTokenizer, median, randomExamples, randomWeights, shapeConfig } from "./common.js";
 import { BATCH, TEXT, VIRTUAL } from "./engine.js";
 import { peftPeer } from "./peer.js";
 
@@ -69,45 +68,12 @@ export async function ourTrainer(shape: string, method: BenchMethod) {
   return { lm, items, settings, trainableParams, textTokens };
 }
 
-/** A child process that answers in JSON lines: `next()` is its next line, `send` writes one to it. */
-class Stepper {
-  private readonly lines: string[] = [];
-  private readonly waiting: { resolve: (line: string) => void; reject: (err: Error) => void }[] = [];
-  private ended = false;
-
-  constructor(
-    readonly label: string,
-    private readonly child: ChildProcess,
-  ) {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (!line.startsWith("{")) return; // a library's chatter
-      const w = this.waiting.shift();
-      if (w) w.resolve(line);
-      else this.lines.push(line);
-    });
-    child.on("exit", (code) => {
-      this.ended = true;
-      for (const w of this.waiting.splice(0)) w.reject(new Error(`${label} exited (code ${code}) before answering`));
-    });
-  }
-
-  async next<T = Record<string, unknown>>(): Promise<T> {
-    const line = this.lines.shift();
-    if (line !== undefined) return JSON.parse(line) as T;
-    if (this.ended) throw new Error(`${this.label} has exited`);
-    return JSON.parse(await new Promise<string>((resolve, reject) => this.waiting.push({ resolve, reject }))) as T;
-  }
-
+/** A child process that runs one training step per "step" line and answers each in JSON. */
+class Stepper extends JsonLinesChild {
   /** One step: tell it to go, and its step time in seconds. */
   async step(): Promise<number> {
-    this.child.stdin!.write("step\n");
+    this.send("step");
     return (await this.next<{ seconds: number }>()).seconds;
-  }
-
-  finish(last: string): Promise<Record<string, unknown>> {
-    if (last) this.child.stdin!.write(last);
-    this.child.stdin!.end();
-    return this.next();
   }
 }
 
@@ -144,7 +110,8 @@ async function benchPair(shape: string, method: BenchMethod, peer: { python: str
       oursSteps.push(await ours.step());
     }
   }
-  const [oursDone, peftDone] = [await ours.finish(""), await peft.finish("stop\n")];
+  peft.send("stop");
+  const [oursDone, peftDone] = [await ours.finish(), await peft.finish()];
   const [oursMedian, peftMedian] = [median(oursSteps), median(peftSteps)];
   return {
     ours: {

@@ -10,7 +10,6 @@ Reads one "generate BATCH NEW" line per call on stdin (BATCH rows, NEW new token
 when ready, and {"done", "max_rss_mb"} at the end.
 """
 
-import importlib.util
 import json
 import resource
 import sys
@@ -18,21 +17,15 @@ import time
 
 import torch
 
+from peft_model import load_peer
+
 INPUT = 16
 
 
 def main():
     script, name = sys.argv[1:3]
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    spec = importlib.util.spec_from_file_location("bench_peft", script)
-    bp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bp)
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model, cfg = bp.MODELS[name]()
-    model.set_attn_implementation("sdpa")
-    pm = bp.get_peft_model(model, bp.peft_config("prompt", name, cfg))
-    pm.eval()
+    bp, pm, _ = load_peer(script, name, "prompt", threads)
     g = torch.Generator().manual_seed(1)
     inputs = {}
 

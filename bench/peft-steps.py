@@ -9,7 +9,6 @@ steps in one loop; this runs one step per "step" line read on stdin, so another 
 in between. Prints one JSON line when ready, then one per step: {"seconds", "loss"}.
 """
 
-import importlib.util
 import json
 import resource
 import sys
@@ -17,20 +16,14 @@ import time
 
 import torch
 
+from peft_model import load_peer
+
 
 def main():
     script, name, method = sys.argv[1:4]
     threads = int(sys.argv[4]) if len(sys.argv) > 4 else 2
-    spec = importlib.util.spec_from_file_location("bench_peft", script)
-    bp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bp)
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model, cfg = bp.MODELS[name]()
-    model.set_attn_implementation("sdpa")
-    pm = bp.get_peft_model(model, bp.peft_config(method, name, cfg))
+    bp, pm, cfg = load_peer(script, name, method, threads)
     text = bp.TEXT + bp.VIRTUAL if method == "lora" else bp.TEXT
-    pm.eval()
     trainable = [p for p in pm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-3)
     g = torch.Generator().manual_seed(1)

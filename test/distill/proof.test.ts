@@ -29,50 +29,16 @@
 // first layer, and the model was pretrained to read past up to 8 prefix items (tokens, random vectors)
 // to the tag, so 8 vectors are a context it is robust to rather than one that confuses it as 40 tokens do.
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { distill } from "../../src/distill/index.js";
-import { Rng } from "../../src/util/rng.js";
-
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const E = "<|endoftext|>";
-const TEACHER = `increment: 0 8 9 = 1 9 0 ${E} 2 5 3 = 3 6 4 ${E} 9 6 6 8 = 0 7 7 9 ${E} 9 9 9 6 8 = 0 0 0 7 9 ${E} increment: `;
-const HELD_OUT = join(ROOT, "examples/data/increment.valid.jsonl");
-
-/** Distillation needs inputs only: `n` distinct seeded digit strings of the tasks' shape (3 to 6 digits, then "="), none held out. */
-function inputs(dir: string, n: number): string {
-  const heldOut = new Set(readFileSync(HELD_OUT, "utf8").split("\n").filter(Boolean).map((line) => (JSON.parse(line) as { prompt: string }).prompt));
-  const rng = new Rng(7);
-  const seen = new Set<string>();
-  while (seen.size < n) {
-    const text = Array.from({ length: 3 + rng.int(4) }, () => rng.int(10)).join(" ") + " = ";
-    if (!heldOut.has(text)) seen.add(text);
-  }
-  const path = join(dir, "inputs.jsonl");
-  writeFileSync(path, [...seen].map((text) => JSON.stringify({ text })).join("\n") + "\n");
-  return path;
-}
+import { distillProof } from "../../examples/distill-proof.js";
 
 describe("distill on the tiny example model", () => {
   it("compresses a 40-token prompt into 8 prefix tokens that give the teacher's greedy answer on ≥ 90% of held-out inputs", { timeout: 600_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "softprompt-distill-proof-"));
     try {
-      const report = await distill({
-        model: join(ROOT, "examples/models/tiny-tasks"),
-        teacherText: TEACHER,
-        data: inputs(dir, 3000),
-        valid: HELD_OUT,
-        into: "prefix",
-        numVirtualTokens: 8,
-        hiddenWeight: 4,
-        maxNewTokens: 8,
-        steps: 4000,
-        batchSize: 32,
-        lr: 0.1,
-        output: join(dir, "out"),
-      });
+      const report = await distillProof(dir, "prefix");
       const [student] = report.students;
       expect(report.teacher.promptTokens).toBeGreaterThanOrEqual(40);
       expect(report.heldOut).toBe(100);
