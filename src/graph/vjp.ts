@@ -8,7 +8,6 @@
  */
 import { type OpKind, type Shape, type Value, shapeError } from "./ir.js";
 import * as o from "./ops.js";
-import { GELU_TANH_2U, sameShape } from "./ops.js";
 import { fail } from "../util/errors.js";
 
 type Grads = (Value | null)[];
@@ -41,7 +40,7 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
     // y = x·s, s = σ(x(a + bx²)): dy/dx = s + x·s(1 - s)(a + 3bx²) = s + y(1 - s)(a + 3bx²). s is rebuilt node for
     // node as the forward emits it, so ORT computes it once: 7 passes over [tokens, 4d], where autodiff's took 13.
     const [x] = y.inputs;
-    const [a, b] = GELU_TANH_2U;
+    const [a, b] = o.GELU_TANH_2U;
     const x2 = o.mul(x, x);
     const s = o.sigmoid(o.mul(x, o.add(o.mul(x2, b), a)));
     const slope = o.add(o.mul(o.mul(y, o.sub(1, s)), o.add(o.mul(x2, 3 * b), a)), s);
@@ -99,7 +98,7 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
     return [dx, o.reduceSum(o.mul(g, o.mul(xc, r)), lead), o.reduceSum(g, lead)];
   },
   // Read only inside the norms' own gradient rules: second derivatives through a norm are not built.
-  layerNormStat: () => fail("grad", "second derivatives through a layer norm are not supported", { op: "layerNormStat" }),
+  layerNormStat: () => fail("grad", "second derivatives through a norm are not supported", { op: "layerNormStat" }),
   rmsNorm: (g, y) => {
     // With the forward's r = 1/√(mean(x²) + ε): dx = r·ĝ - x·r³·mean(ĝ·x), ĝ = g·w.
     const [x, w] = y.inputs;
@@ -174,7 +173,7 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
 function rowScaledFirst(g: Value, product: (g: Value) => Value): Value {
   if (g.op !== "mul") return product(g);
   const [d, s] = g.inputs;
-  const isRowScale = s.shape.length === 2 && s.shape[1] === 1 && sameShape(d.shape, g.shape) && g.shape[1] !== 1;
+  const isRowScale = s.shape.length === 2 && s.shape[1] === 1 && o.sameShape(d.shape, g.shape) && g.shape[1] !== 1;
   return isRowScale ? o.mul(product(d), s) : product(g);
 }
 
