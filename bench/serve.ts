@@ -6,7 +6,8 @@
 // ≥ 4× the one-at-a-time throughput. The levels run in rounds (1, 8, 32 clients, then again: 3 rounds on the tiny
 // model, whose levels last seconds) and the ratio is the median of the rounds' ratios, so the drifting load of a
 // shared machine weighs on both sides of each ratio alike. Every request has a timeout and every level a deadline. The server runs in a
-// child process of its own (`bench/serve.ts --child MODEL REGISTRY`), so the clients' work is not on its event loop.
+// child process of its own (`bench/serve.ts --child MODEL REGISTRY`), so the clients' work is not on its event loop;
+// SERVE_PROF=DIR runs it under V8's CPU profiler, writing its profile to DIR.
 // `npm run bench -- serve --shape=tiny-tasks` (or `--shape=gpt2-small`) runs one workload only.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, promises as fsp } from "node:fs";
@@ -153,7 +154,7 @@ function compare(reference: readonly (Outcome | undefined)[], outcomes: readonly
 
 /** The server in a child process; `stop` closes it gracefully and returns its peak memory. */
 async function startChildServer(modelDir: string, registry: string) {
-  const child = spawn(process.execPath, ["--import", "tsx", SELF, "--child", modelDir, registry], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [...(process.env.SERVE_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.SERVE_PROF}`] : []), "--import", "tsx", SELF, "--child", modelDir, registry], { stdio: ["pipe", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const nextLine = async (ms: number, what: string): Promise<Record<string, unknown>> => {
     let timer: NodeJS.Timeout | undefined;
@@ -184,9 +185,11 @@ async function benchWorkload(w: Workload) {
   let serverMemory: { peak_rss_mb: number } | undefined;
   try {
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: REQUEST_TIMEOUT_MS });
-    // Warm-up: each adapter's keys/values computed and cached, the engine's programs compiled at a small and a full batch.
-    await runLevel(client, w.adapters.map((model) => ({ model, prompt: w.requests[0].prompt, max_tokens: 2 })), 1);
-    await runLevel(client, w.requests.slice(0, 32).map((r) => ({ ...r, max_tokens: 2 })), 32);
+    // Warm-up, untimed: every level once over the whole workload, so each adapter's keys/values are cached, the
+    // engine's programs compiled at every batch and cache capacity the levels reach, and the server's and clients'
+    // JavaScript optimised (measured without it, the tiny model's rounds still sped up round after round, 32 clients
+    // more than 1: ratios 3.6, 3.8, 4.2 in one run). The rounds below measure the steady state.
+    for (const clients of CLIENTS) await runLevel(client, w.requests, clients);
 
     // Each round runs every level once, so a round's ratio compares levels run a few seconds apart; the load of a
     // shared machine drifts over a run, and the median of the rounds' ratios is not one lucky or unlucky level.
@@ -246,12 +249,14 @@ async function tinyWorkload(work: string): Promise<Workload> {
     await addAdapter({ root: registry, name: task, source: output });
   }
   const rng = new Rng(11);
-  // 10 requests per client at 32 clients: a level lasts long enough that the ramp up and the tail do not dominate.
-  const requests = Array.from({ length: 320 }, (_, i) => {
+  // 40 requests per client at 32 clients: a level lasts long enough (about a second at 32 clients) that the ramp up,
+  // the tail and a shared machine's hiccups do not dominate (with 10 per client, levels of 0.2-0.6 s, the rounds'
+  // ratios swung from 2.9 to 5.0 on a quiet machine).
+  const requests = Array.from({ length: 1280 }, (_, i) => {
     const digits = Array.from({ length: 3 + rng.int(4) }, () => rng.int(10));
     return { model: TASKS[i % TASKS.length], prompt: `${digits.join(" ")} = `, max_tokens: 8 };
   });
-  // A level lasts 1-3 s, so three rounds are cheap and the ratio's median does not hang on one level's luck.
+  // A level lasts 1-6 s, so three rounds are cheap and the ratio's median does not hang on one level's luck.
   return { shape: "tiny-tasks", rounds: 3, modelDir, registry, adapters: [...TASKS], requests };
 }
 
