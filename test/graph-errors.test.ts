@@ -3,28 +3,18 @@ import { describe, expect, it } from "vitest";
 import * as o from "../src/graph/ops.js";
 import { grad } from "../src/graph/autodiff.js";
 import { type Value, topoSort } from "../src/graph/ir.js";
-import { SoftpromptError } from "../src/util/errors.js";
+import { errorOf } from "./helpers/errors.js";
 
 const f = (name: string, shape: (number | string)[]) => o.input(name, "float32", shape);
 
-function thrown(fn: () => unknown): SoftpromptError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SoftpromptError);
-    return err as SoftpromptError;
-  }
-  throw new Error("expected an error");
-}
-
 describe("build-time checks", () => {
   it("matmul with mismatched inner dims names the op and both shapes", () => {
-    const e = thrown(() => o.matmul(f("a", [2, 3]), f("b", [4, 5])));
+    const e = errorOf(() => o.matmul(f("a", [2, 3]), f("b", [4, 5])));
     expect(e.code).toBe("shape");
     expect(e.message).toBe("op matmul: inner dims differ: [2, 3] @ [4, 5]");
   });
   it("add with shapes that do not broadcast", () => {
-    const e = thrown(() => o.add(f("a", [2, 3]), f("b", [4])));
+    const e = errorOf(() => o.add(f("a", [2, 3]), f("b", [4])));
     expect(e.message).toContain("op add");
     expect(e.message).toContain("[2, 3] and [4]");
   });
@@ -39,25 +29,25 @@ describe("build-time checks", () => {
 
   it("symbolic dims only broadcast against themselves or 1", () => {
     expect(o.add(f("a", ["batch", 3]), f("b", [1, 3])).shape).toEqual(["batch", 3]);
-    expect(thrown(() => o.add(f("a", ["batch", 3]), f("b", ["seq", 3]))).message).toContain("batch vs seq");
+    expect(errorOf(() => o.add(f("a", ["batch", 3]), f("b", ["seq", 3]))).message).toContain("batch vs seq");
   });
   it("dtype mismatch", () => {
-    const e = thrown(() => o.add(f("a", [2]), o.input("b", "int64", [2])));
+    const e = errorOf(() => o.add(f("a", [2]), o.input("b", "int64", [2])));
     expect(e.code).toBe("dtype");
     expect(e.message).toBe("op add: dtypes float32 and int64 differ");
   });
   it("reshape to a different size", () => {
-    expect(thrown(() => o.reshape(f("a", [2, 3]), [4, 2])).message).toBe("op reshape: cannot reshape [2, 3] to [4, 2]");
+    expect(errorOf(() => o.reshape(f("a", [2, 3]), [4, 2])).message).toBe("op reshape: cannot reshape [2, 3] to [4, 2]");
   });
   it("reshape infers symbolic dims", () => {
     expect(o.reshape(f("a", ["batch", "seq", 6]), [-1, 6]).shape).toEqual(["batch*seq", 6]);
     expect(o.reshape(f("a", ["batch", "seq", 6]), [0, 0, 2, 3]).shape).toEqual(["batch", "seq", 2, 3]);
   });
   it("gemm, layerNorm, concat and gather check their inputs", () => {
-    expect(thrown(() => o.gemm(f("a", [2, 3]), f("b", [2, 3]), { transB: false })).message).toContain("op gemm");
-    expect(thrown(() => o.layerNorm(f("x", [2, 4]), f("w", [3]), f("b", [4]), 1e-5)).message).toContain("op layerNorm");
-    expect(thrown(() => o.concat([f("a", [2, 3]), f("b", [3, 3])], 1)).message).toContain("op concat");
-    expect(thrown(() => o.gather(f("a", [2, 3]), f("i", [2]))).code).toBe("dtype");
+    expect(errorOf(() => o.gemm(f("a", [2, 3]), f("b", [2, 3]), { transB: false })).message).toContain("op gemm");
+    expect(errorOf(() => o.layerNorm(f("x", [2, 4]), f("w", [3]), f("b", [4]), 1e-5)).message).toContain("op layerNorm");
+    expect(errorOf(() => o.concat([f("a", [2, 3]), f("b", [3, 3])], 1)).message).toContain("op concat");
+    expect(errorOf(() => o.gather(f("a", [2, 3]), f("i", [2]))).code).toBe("dtype");
   });
 });
 
@@ -66,12 +56,12 @@ describe("gradient requests", () => {
     const x = f("x", [3]);
     const unused = f("prompt", [3]);
     const loss = o.reduceSum(o.mul(x, x), [0]);
-    const e = thrown(() => grad(loss, [unused]));
+    const e = errorOf(() => grad(loss, [unused]));
     expect(e.code).toBe("grad");
     expect(e.message).toContain('input "prompt"');
   });
   it("the loss must be a single float", () => {
-    expect(thrown(() => grad(f("x", [3]), [f("y", [3])])).message).toContain("one element");
+    expect(errorOf(() => grad(f("x", [3]), [f("y", [3])])).message).toContain("one element");
   });
   it("frozen inputs get no gradient work", () => {
     const w = f("w", [3, 3]);

@@ -16,6 +16,7 @@ import {
   type Dtype,
 } from "../src/formats/safetensors.js";
 import { SoftpromptError } from "../src/util/errors.js";
+import { errorOf } from "./helpers/errors.js";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const shared = resolve(repoRoot, "../shared");
@@ -41,16 +42,6 @@ function fileBytes(header: unknown, data: Uint8Array = new Uint8Array(0), declar
 
 function parse(bytes: Uint8Array) {
   return parseSafetensorsHeader(bytes, bytes.length, "bad.safetensors");
-}
-
-function errorOf(thunk: () => unknown): SoftpromptError {
-  try {
-    thunk();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SoftpromptError);
-    return err as SoftpromptError;
-  }
-  throw new Error("expected a SoftpromptError, nothing was thrown");
 }
 
 describe("writeSafetensors / SafetensorsFile", () => {

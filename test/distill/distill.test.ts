@@ -230,4 +230,16 @@ describe("distill", () => {
     expect([...(feeds.teacher_top_indices.data as BigInt64Array)].map(Number)).toEqual([5, 4, 0, 1]);
     expect(feeds.teacher_rest.dims).toEqual([2, 17]);
   });
+
+  it("the hidden-state term needs teacher rows kept with their hidden states, and feeds them position by position", () => {
+    const row = { input: [3, 4], continuation: [5, 0], topIndices: Int32Array.from([5, 4, 0, 1]), topLogp: new Float32Array(4), restLogp: new Float32Array(2) };
+    expect(() => klObjective({ k: 2, vocabSize: 17, rows: [row] }, {}, undefined, 4)).toThrow(/needs the teacher's hidden states/);
+    const hidden = Float32Array.from([1, 2, 3, 4, 5, 6]); // 2 positions of 3
+    const objective = klObjective({ k: 2, vocabSize: 17, rows: [{ ...row, hidden }] }, {}, undefined, 4);
+    expect(objective.settings).toMatchObject({ hiddenWeight: 4 });
+    const batch = { inputIds: Int32Array.from([3, 4, 5, 0]), attentionMask: Int32Array.from([1, 1, 1, 1]), labels: Int32Array.from([-100, -100, 5, 0]), batchSize: 1, seqLen: 4 };
+    const feeds = objective.feeds(batch, { numVirtual: 2, virtualAs: "embeds" } as never);
+    expect(feeds.teacher_hidden.dims).toEqual([2, 3]);
+    expect(Array.from(feeds.teacher_hidden.data as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
 });
