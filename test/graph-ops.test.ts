@@ -88,7 +88,6 @@ const cases: Case[] = [
   ["a value used twice", ([a]) => o.mul(o.exp(a), a), [{ shape: [3] }]],
   // Adjacent windows [0, 2) and [2, 4) get one joined gradient; [1, 3) overlaps them and is added.
   ["slices that tile a value, and one that overlaps", ([a]) => o.add(o.mul(o.slice(a, 1, 0, 2), o.slice(a, 1, 2, 4)), o.slice(a, 1, 1, 3)), [{ shape: [2, 5] }]],
-  ["unflatten", ([a, like]) => o.unflatten(o.reshape(a, [-1, 3]), like), [{ shape: [2, 2, 3] }, { shape: [2, 2, 5], fixed: { dtype: "float64" as never, data: Array(20).fill(0) } }]],
 ];
 
 // Composites have no rules of their own; these check that their primitives compose correctly.

@@ -62,7 +62,6 @@ export interface OpAttrs {
   rmsNorm: { epsilon: number };
   reshape: { shape: number[] };
   reshapeLike: Record<string, never>;
-  unflatten: { last: number };
   transpose: { perm: number[] };
   unsqueeze: { axes: number[] };
   squeeze: { axes: number[] };

@@ -170,13 +170,6 @@ const emitRules: { [K in OpKind]: EmitRule<K> } = {
     e.node("SimplifiedLayerNormalization", ins, [out, layerNormStatName(out, "invStdDev")], [int("axis", -1), { name: "epsilon", type: Attr.FLOAT, f: y.attrs.epsilon }]),
   reshape: (e, y, [x], out) => e.node("Reshape", [x, e.ints(y.attrs.shape)], [out]),
   reshapeLike: (e, _y, [x, like], out) => e.node("Reshape", [x, e.shapeOf(like)], [out]),
-  unflatten: (e, y, [x, like], out) => {
-    const lead = e.fresh("lead");
-    e.node("Slice", [e.shapeOf(like), e.ints([0]), e.ints([-1]), e.ints([0])], [lead]);
-    const shape = e.fresh("shape");
-    e.node("Concat", [lead, e.ints([y.attrs.last])], [shape], [int("axis", 0)]);
-    e.node("Reshape", [x, shape], [out]);
-  },
   transpose: (e, y, ins, out) => e.node("Transpose", ins, [out], [ints("perm", y.attrs.perm)]),
   unsqueeze: (e, y, [x], out) => e.node("Unsqueeze", [x, e.ints(y.attrs.axes)], [out]),
   squeeze: (e, y, [x], out) => e.node("Squeeze", [x, e.ints(y.attrs.axes)], [out]),

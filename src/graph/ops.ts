@@ -324,19 +324,6 @@ export function reshapeLike(x: Value, like: Value): Value {
   return makeValue("reshapeLike", [x, like], {}, x.dtype, like.shape);
 }
 
-/**
- * Undo a flatten to 2-D: y [N, last] takes the leading dims of `like` [...lead, any], giving
- * [...lead, last]. Lets projections run as 2-D Gemm on activations of run-time batch and length.
- */
-export function unflatten(y: Value, like: Value): Value<"unflatten"> {
-  if (y.shape.length !== 2) shapeError("unflatten", `needs a 2-D input, got ${formatShape(y.shape)}`);
-  const last = y.shape[1];
-  if (typeof last !== "number") shapeError("unflatten", `last dim must be static, got ${last}`);
-  const out = [...like.shape.slice(0, -1), last];
-  if (!sameSize(y.shape, out)) shapeError("unflatten", `${formatShape(y.shape)} cannot take the leading dims of ${formatShape(like.shape)}`);
-  return makeValue("unflatten", [y, like], { last }, y.dtype, out);
-}
-
 export function transpose(x: Value, perm: number[]): Value<"transpose"> {
   const rank = x.shape.length;
   const sorted = [...perm].sort((a, b) => a - b);

@@ -110,7 +110,6 @@ export const vjp: { [K in OpKind]: VjpRule<K> } = {
   },
   reshape: (g, { inputs: [x] }) => [o.reshapeLike(g, x)],
   reshapeLike: (g, { inputs: [x] }) => [o.reshapeLike(g, x), null],
-  unflatten: (g, { attrs: { last } }) => [o.reshape(g, [-1, last]), null],
   transpose: (g, { attrs: { perm } }) => [o.transpose(g, inversePerm(perm))],
   unsqueeze: (g, { attrs: { axes } }) => [o.squeeze(g, axes)],
   squeeze: (g, { attrs: { axes } }) => [o.unsqueeze(g, axes)],
