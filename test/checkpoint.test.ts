@@ -80,15 +80,17 @@ async function weightsError(dir: string, config: ModelConfig): Promise<Softpromp
 }
 
 describe("tensorSpec", () => {
-  it("gpt2 canonical names and Conv1D [in, out] shapes", () => {
+  it("gpt2 canonical names and Conv1D [in, out] shapes, held transposed", () => {
     const spec = tensorSpec(tinyGpt2);
     expect(spec.slice(0, 2)).toEqual([
       { name: "wte.weight", shape: [10, 8] },
       { name: "wpe.weight", shape: [6, 8] },
     ]);
-    expect(spec).toContainEqual({ name: "h.0.attn.c_attn.weight", shape: [8, 24] });
-    expect(spec).toContainEqual({ name: "h.0.mlp.c_fc.weight", shape: [8, 32] });
-    expect(spec).toContainEqual({ name: "h.0.mlp.c_proj.weight", shape: [32, 8] });
+    expect(spec).toContainEqual({ name: "h.0.attn.c_attn.weight", shape: [8, 24], heldTransposed: true });
+    expect(spec).toContainEqual({ name: "h.0.attn.c_proj.weight", shape: [8, 8], heldTransposed: true });
+    expect(spec).toContainEqual({ name: "h.0.mlp.c_fc.weight", shape: [8, 32], heldTransposed: true });
+    expect(spec).toContainEqual({ name: "h.0.mlp.c_proj.weight", shape: [32, 8], heldTransposed: true });
+    expect(spec.filter((t) => t.heldTransposed)).toHaveLength(4);
     expect(spec.at(-1)).toEqual({ name: "ln_f.bias", shape: [8] });
     expect(spec).toHaveLength(2 + 12 + 2);
     const untied = tensorSpec({ ...tinyGpt2, tieWordEmbeddings: false });
@@ -113,22 +115,36 @@ describe("tensorSpec", () => {
     const stored = file.tensorNames().map((n) => ({ name: canonicalName(config, n), shape: file.info(n).shape }));
     await file.close();
     const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : 1);
-    expect(tensorSpec(config).sort(byName)).toEqual(stored.sort(byName));
+    expect(tensorSpec(config).map(({ name, shape }) => ({ name, shape })).sort(byName)).toEqual(stored.sort(byName));
   });
 });
 
+/** [rows, cols] → [cols, rows], written plainly (the loader's is tiled). */
+function transposed(data: Float32Array, [rows, cols]: number[]): Float32Array {
+  return Float32Array.from({ length: data.length }, (_, i) => data[(i % rows) * cols + Math.floor(i / rows)]);
+}
+
+/** The weights as the model holds them: stored ones, with the heldTransposed weights transposed. */
+function held(config: ModelConfig, stored: Record<string, Float32Array>): Record<string, Float32Array> {
+  const specs = new Map(tensorSpec(config).map((s) => [s.name, s]));
+  return Object.fromEntries(Object.entries(stored).map(([name, data]) => {
+    const spec = specs.get(name)!;
+    return [name, spec.heldTransposed ? transposed(data, spec.shape) : data];
+  }));
+}
+
 describe.skipIf(!existsSync(golden))("loadWeights on the golden models", () => {
-  it.each(["gpt2", "llama", "qwen2"])("%s", async (arch) => {
+  it.each(["gpt2", "llama", "qwen2"])("%s: the stored tensors, GPT-2's Conv1D weights transposed to [out, in]", async (arch) => {
     const dir = join(golden, arch, "model");
     const config = await readModelConfig(dir);
     const weights = await loadWeights(dir, config);
     expect([...weights.keys()]).toEqual(tensorSpec(config).map((s) => s.name));
     const file = await SafetensorsFile.open(join(dir, "model.safetensors"));
     try {
-      for (const [name, values] of weights) {
-        const stored = arch === "gpt2" ? `transformer.${name}` : name;
-        expect(values).toEqual(await file.readFloat32(stored));
-      }
+      const stored: Record<string, Float32Array> = {};
+      for (const name of weights.keys()) stored[name] = await file.readFloat32(arch === "gpt2" ? `transformer.${name}` : name);
+      expect(Object.fromEntries(weights)).toEqual(held(config, stored));
+      if (arch === "gpt2") expect(weights.get("h.0.attn.c_attn.weight")).not.toEqual(stored["h.0.attn.c_attn.weight"]);
     } finally {
       await file.close();
     }
@@ -145,14 +161,14 @@ describe("loadWeights on folders written here", () => {
       "lm_head.weight": { dtype: "F32", shape: [10, 8], data: weights["wte.weight"] },
     });
     const loaded = await loadWeights(dir, tinyGpt2);
-    expect(Object.fromEntries(loaded)).toEqual(weights);
+    expect(Object.fromEntries(loaded)).toEqual(held(tinyGpt2, weights));
   });
 
   it("gpt2 with the prefix gives the same canonical names", async () => {
     const weights = fakeWeights(tinyGpt2);
     const prefixed = Object.fromEntries(Object.entries(asF32(weights, tinyGpt2)).map(([n, t]) => [`transformer.${n}`, t]));
     const loaded = await loadWeights(await folder(prefixed), tinyGpt2);
-    expect(Object.fromEntries(loaded)).toEqual(weights);
+    expect(Object.fromEntries(loaded)).toEqual(held(tinyGpt2, weights));
   });
 
   it("converts bfloat16 checkpoints to float32", async () => {

@@ -63,8 +63,8 @@ export class Checkpoint {
     return this.fileOf(name).info(name);
   }
 
-  readFloat32(name: string): Promise<Float32Array> {
-    return this.fileOf(name).readFloat32(name);
+  readFloat32(name: string, scratch?: Float32Array): Promise<Float32Array> {
+    return this.fileOf(name).readFloat32(name, scratch);
   }
 
   async close(): Promise<void> {

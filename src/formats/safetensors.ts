@@ -236,14 +236,18 @@ export class SafetensorsFile {
     return readExactly(this.handle, entry.byteLength, this.header.dataStart + entry.begin, this.path, name);
   }
 
-  /** The tensor as float32: F32 is read straight into the result, F16/BF16/F64 are converted. */
-  async readFloat32(name: string): Promise<Float32Array> {
+  /**
+   * The tensor as float32: F32 is read straight into the result (into `scratch` when given and large enough: a
+   * caller that only reads it before the next read saves allocating and faulting in fresh memory), F16/BF16/F64
+   * are converted.
+   */
+  async readFloat32(name: string, scratch?: Float32Array): Promise<Float32Array> {
     const entry = this.entry(name);
     const position = this.header.dataStart + entry.begin;
     const count = entry.byteLength / DTYPE_BYTES[entry.dtype];
     if (entry.dtype === "F32") {
-      const out = new Float32Array(count);
-      const bytes = new Uint8Array(out.buffer);
+      const out = scratch !== undefined && scratch.length >= count ? scratch.subarray(0, count) : new Float32Array(count);
+      const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
       await readInto(this.handle, bytes, position, this.path, name);
       if (!HOST_IS_LITTLE_ENDIAN) swapBytes(bytes, 4);
       return out;

@@ -30,7 +30,7 @@ export interface LoraPrompt {
   modules: readonly LoraFactors[];
 }
 
-/** A projection of the model: its module name, widths, and how its weight is stored (GPT-2's Conv1D [in, out], or Linear's [out, in]). */
+/** A projection of the model: its module name, widths, and how its weight is held ([out, in] as nn.Linear, or [in, out]). */
 export interface Projection {
   module: string;
   inFeatures: number;
@@ -62,13 +62,14 @@ export function projections(lm: CausalLM): Projection[] {
   return found;
 }
 
-/** Read off the graph: the product that consumes the module's weight uses it transposed ([out, in]) or as stored ([in, out]). */
+/** Read off the graph: the product that consumes the module's weight uses it transposed ([out, in]) or as held ([in, out]); as the left operand (a decode step's W·xᵀ) it is [out, in]. */
 function weightLayout(lm: CausalLM, module: string, y: Value): Projection["layout"] {
   const weight = lm.weights.get(`${module}.weight`);
   const queue: Value[] = [y];
   for (let i = 0; i < queue.length && i < 64; i++) {
     const v = queue[i];
     if ((v.op === "gemm" || v.op === "matmul") && v.inputs[1] === weight) return (v.attrs as { transB: boolean }).transB ? "out_in" : "in_out";
+    if (v.op === "matmul" && v.inputs[0] === weight) return "out_in";
     queue.push(...v.inputs);
   }
   return fail("weights", `cannot tell how the weight of ${module} is stored: no product consumes it`, { tensor: `${module}.weight` });

@@ -13,7 +13,7 @@ import type { CausalLM, ForwardArgs, ForwardHooks, ForwardResult, KV, Weights } 
 import type { ModelConfig } from "./config.js";
 import type { TensorSpec } from "./registry.js";
 
-/** How a family stores projection weights: GPT-2's Conv1D [in, out], or nn.Linear's [out, in]. */
+/** How a family holds projection weights: nn.Linear's [out, in] (every family, GPT-2's Conv1D transposed at load), or [in, out]. */
 export type WeightLayout = "in_out" | "out_in";
 
 /** A projection by module name: `${module}.weight` (and `${module}.bias` when `bias`), hooks applied. */

@@ -1,7 +1,8 @@
 /**
  * GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"), following
  * HF transformers' modeling_gpt2.py: pre-norm blocks, learned absolute positions, Conv1D weights
- * stored [in, out] (used as stored), LM head tied to the token embeddings (wte, used as [V, d]).
+ * stored [in, out] and held [out, in] (transposed once at load, so products use them as nn.Linear's),
+ * LM head tied to the token embeddings (wte, used as [V, d]).
  */
 import { z } from "zod";
 import { fail } from "../util/errors.js";
@@ -69,7 +70,7 @@ function parseGpt2Config(raw: Record<string, unknown>, modelType: string, file: 
   };
 }
 
-/** Canonical names drop the `transformer.` prefix (as the original `gpt2` checkpoint does); Conv1D is [in, out]. */
+/** Canonical names drop the `transformer.` prefix (as the original `gpt2` checkpoint does); Conv1D is stored [in, out], held [out, in]. */
 function gpt2TensorSpec(c: Gpt2Config): TensorSpec[] {
   const d = c.hiddenSize;
   const inner = c.intermediateSize;
@@ -82,15 +83,15 @@ function gpt2TensorSpec(c: Gpt2Config): TensorSpec[] {
     specs.push(
       { name: `${h}.ln_1.weight`, shape: [d] },
       { name: `${h}.ln_1.bias`, shape: [d] },
-      { name: `${h}.attn.c_attn.weight`, shape: [d, 3 * d] }, // q, k, v side by side
+      { name: `${h}.attn.c_attn.weight`, shape: [d, 3 * d], heldTransposed: true }, // q, k, v side by side
       { name: `${h}.attn.c_attn.bias`, shape: [3 * d] },
-      { name: `${h}.attn.c_proj.weight`, shape: [d, d] },
+      { name: `${h}.attn.c_proj.weight`, shape: [d, d], heldTransposed: true },
       { name: `${h}.attn.c_proj.bias`, shape: [d] },
       { name: `${h}.ln_2.weight`, shape: [d] },
       { name: `${h}.ln_2.bias`, shape: [d] },
-      { name: `${h}.mlp.c_fc.weight`, shape: [d, inner] },
+      { name: `${h}.mlp.c_fc.weight`, shape: [d, inner], heldTransposed: true },
       { name: `${h}.mlp.c_fc.bias`, shape: [inner] },
-      { name: `${h}.mlp.c_proj.weight`, shape: [inner, d] },
+      { name: `${h}.mlp.c_proj.weight`, shape: [inner, d], heldTransposed: true },
       { name: `${h}.mlp.c_proj.bias`, shape: [d] },
     );
   }
@@ -134,7 +135,7 @@ export function gpt2(config: Gpt2Config, weights: Weights): CausalLM {
     forward({ inputsEmbeds, positions, allowed, past, hooks }: ForwardArgs): ForwardResult {
       const x = o.add(inputsEmbeds, o.gather(w("wpe.weight"), positions, 0)); // token + position embeddings
       const mask = new nn.AttentionMask(allowed); // shared by every layer
-      const linear = hookedLinear(weights, "in_out", hooks);
+      const linear = hookedLinear(weights, "out_in", hooks);
       return runBlocks(x, config.numLayers, past, (i, h, kv) => block(i, h, linear, mask, kv), (h) => layerNorm(weights, "ln_f", h, eps));
     },
     // Usually tied: logits = h · wteᵀ, with wte used as stored.

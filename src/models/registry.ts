@@ -11,10 +11,21 @@ import { fail } from "../util/errors.js";
 import type { ModelConfig } from "./config.js";
 import type { CausalLM, Weights } from "./causal-lm.js";
 
-/** One tensor the model loads, by canonical Hugging Face name, with its shape. */
+/** One tensor the model loads, by canonical Hugging Face name, with its shape as stored. */
 export interface TensorSpec {
   name: string;
   shape: number[];
+  /**
+   * A 2-D weight stored [in, out] (GPT-2's Conv1D) that the model holds [out, in], as nn.Linear stores it:
+   * transposed once at load (one tensor at a time, so no second copy), because a decode step's products
+   * read a weight as MLAS's unpacked operand only in that layout (see nn.linear).
+   */
+  heldTransposed?: true;
+}
+
+/** The shape a tensor has in memory: its stored shape, or the transpose of it for a heldTransposed weight. */
+export function heldShape(spec: TensorSpec): number[] {
+  return spec.heldTransposed ? [spec.shape[1], spec.shape[0]] : spec.shape;
 }
 
 /**

@@ -23,7 +23,7 @@ export interface QuantizedMatrix {
   zeroPoints: Uint8Array;
 }
 
-/** How W's host array is stored: nn.Linear's [out, in] (row n is W[n]), or GPT-2's Conv1D [in, out] (read transposed). */
+/** How W's host array is laid out: nn.Linear's [out, in] (row n is W[n], as every family holds its weights), or [in, out] (read transposed). */
 export type StoredLayout = "out_in" | "in_out";
 
 /**

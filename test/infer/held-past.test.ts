@@ -3,16 +3,52 @@
 import { describe, expect, it } from "vitest";
 import * as nn from "../../src/graph/nn.js";
 import * as o from "../../src/graph/ops.js";
-import { decodeProgram, pastName, presentName, stepProgram } from "../../src/infer/step.js";
+import type { Value } from "../../src/graph/ir.js";
+import { decodeGraph, decodeProgram, pastName, presentName, stepProgram } from "../../src/infer/step.js";
+import { buildModel } from "../../src/models/build.js";
+import type { CausalLM } from "../../src/models/causal-lm.js";
+import { tensorSpec } from "../../src/models/checkpoint.js";
+import { parseModelConfig } from "../../src/models/config.js";
 import { attentionPattern } from "../../src/models/inputs.js";
 import type { Tensor } from "../../src/runtime/session.js";
 import { Rng } from "../../src/util/rng.js";
 import { errorOf } from "../helpers/errors.js";
 import { ARCHS, loadGoldenModel } from "../helpers/golden.js";
 
+/**
+ * A one-layer GPT-2 wide enough that its MLP weights (512×2048, 4 MB) take the decode product as W·xᵀ
+ * (nn.linear), with random weights: the golden models' weights are all below that size.
+ */
+function wideGpt2(): CausalLM {
+  const config = parseModelConfig({ model_type: "gpt2", n_embd: 512, n_layer: 1, n_head: 8, n_positions: 32, vocab_size: 40 }, "wide gpt2 (test)");
+  const rng = new Rng(11);
+  return buildModel(config, new Map(tensorSpec(config).map((s) => [s.name, Float32Array.from({ length: s.shape[0] * (s.shape[1] ?? 1) }, () => rng.normal() * 0.05)])));
+}
+
+const MODELS: [string, () => Promise<CausalLM>][] = [...ARCHS.map((arch): [string, () => Promise<CausalLM>] => [arch, () => loadGoldenModel(arch)]), ["wide gpt2", async () => wideGpt2()]];
+
 describe("decode over a held cache", () => {
-  it.each(ARCHS)("%s: logits and the new column equal the step program's over the same cache", async (arch) => {
-    const lm = await loadGoldenModel(arch);
+  it("the wide model's MLP products take the W·xᵀ form in the decode program, and only there", () => {
+    const lm = wideGpt2();
+    const products = (outputs: Record<string, Value>) => {
+      const seen = new Set<Value>();
+      const found: string[] = [];
+      const visit = (v: Value) => {
+        if (seen.has(v)) return;
+        seen.add(v);
+        if (v.op === "matmul" && v.inputs[0] === lm.weights.get("h.0.mlp.c_fc.weight")) found.push("W·xᵀ");
+        v.inputs.forEach(visit);
+      };
+      Object.values(outputs).forEach(visit);
+      return found;
+    };
+    expect(products(decodeGraph(lm, 8))).toEqual(["W·xᵀ"]);
+    const { hidden } = lm.forward({ inputsEmbeds: o.input("e", "float32", ["b", "t", 512]), positions: o.input("p", "int64", ["b", "t"]), allowed: o.input("a", "bool", ["b", 1, "t", "t"]) });
+    expect(products({ hidden })).toEqual([]);
+  });
+
+  it.each(MODELS)("%s: logits and the new column equal the step program's over the same cache", async (_name, load) => {
+    const lm = await load();
     const { numLayers, numKvHeads: H, headDim: hd, vocabSize } = lm.config;
     const [B, width, capacity] = [2, 5, 8];
     const rng = new Rng(3);

@@ -8,6 +8,7 @@
 import { fail } from "../../util/errors.js";
 import { Rng } from "../../util/rng.js";
 import type { CausalLM } from "../../models/causal-lm.js";
+import { isHeldTransposed } from "../../models/checkpoint.js";
 import { registerMethod, type Param, type Params, type PeftMethod } from "../method.js";
 import { ALL_LINEAR, DEFAULT_TARGETS, type LoraConfig, type LoraOptions, loraConfigSchema, loraOptionsSchema } from "./config.js";
 import { LoraDropout, initFactors, loraHooks, loraScale } from "./layer.js";
@@ -43,7 +44,7 @@ export const lora: PeftMethod<LoraOptions, LoraConfig> = {
       ensure_weight_tying: false,
       eva_config: null,
       exclude_modules: options.excludeModules ?? null,
-      fan_in_fan_out: resolved.some((t) => t.layout === "in_out"),
+      fan_in_fan_out: resolved.some((t) => isHeldTransposed(lm.config, `${t.module}.weight`)), // stored [in, out] (Conv1D)
       inference_mode: true,
       init_lora_weights: true,
       kasa_config: null,

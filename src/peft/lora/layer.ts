@@ -2,7 +2,7 @@
  * The LoRA layer (Hu et al. 2021; PEFT's tuners/lora/layer.py): a frozen projection y = W·x (+ b) plus
  * a low-rank update, y' = y + s·B·(A·x) with A [r, in], B [out, r] and s = alpha/r (alpha/√r with
  * rsLoRA, Kalajdzievski 2023). A and B are [r, in] / [out, r] whatever the base weight's layout (GPT-2's
- * Conv1D stores W as [in, out]; PEFT's fan_in_fan_out then only matters when merging).
+ * Conv1D stores W as [in, out]; PEFT's fan_in_fan_out then only matters when merging, and we hold W transposed).
  */
 import type { Value } from "../../graph/ir.js";
 import * as o from "../../graph/ops.js";

@@ -1,7 +1,7 @@
 /**
  * LoRA merged into the weights, for single-adapter inference: W' = W + B·A (scale already in B) for each
- * adapted projection, laid out as the model stores W ([out, in], or GPT-2's Conv1D [in, out]: PEFT's
- * fan_in_fan_out). The result is a CausalLM over new Weights that hold a merged copy of just the adapted
+ * adapted projection, laid out as the model holds W ([out, in]; GPT-2's Conv1D, stored [in, out] as PEFT's
+ * fan_in_fan_out says, is held transposed). The result is a CausalLM over new Weights that hold a merged copy of just the adapted
  * weights and share every other tensor with the base (the same arrays, never copied).
  *
  * Memory: one float32 copy of each adapted weight, Σ in·out·4 bytes — e.g. GPT-2 small with c_attn
