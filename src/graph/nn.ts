@@ -69,6 +69,17 @@ export function linear(x: Value, weight: Value, bias: Value | undefined, layout:
   return bias === undefined ? y : o.add(y, bias);
 }
 
+/** How many rows an LM head's hidden states have: "few" for one per batch row (a step's last position). */
+export type HeadRows = "many" | "few";
+
+/**
+ * Logits h·Wᵀ of hidden states h [N, d] for an output embedding W [vocab, d]. With few rows, as (W·hᵀ)ᵀ: the
+ * vocabulary-sized weight is read in place instead of repacked, as linear does for a decode step's projections.
+ */
+export function outputLogits(h: Value, weight: Value, rows: HeadRows = "many"): Value {
+  return rows === "few" ? o.transpose(o.matmul(weight, h, { transB: true }), [1, 0]) : o.gemm(h, weight, { transB: true });
+}
+
 /**
  * Rotary position embedding (Su et al. 2021), HF's rotate_half convention: x·cos + rotate_half(x)·sin,
  * with angles pos·invFreq repeated over both halves. x [B, H, T, hd]; cos, sin [B, 1, T, rd]. When the

@@ -85,7 +85,7 @@ export function pastInputs(lm: CausalLM, length: number | "past" = "past"): KV[]
 
 /** hidden [B, T, d] → logits [B, V] of the last column (left padding puts every row's last token there). */
 export function lastLogits(lm: CausalLM, hidden: Value): Value {
-  return lm.lmHead(o.gather(hidden, o.constant(BigInt64Array.of(-1n), [], "int64"), 1));
+  return lm.lmHead(o.gather(hidden, o.constant(BigInt64Array.of(-1n), [], "int64"), 1), "few");
 }
 
 function withPresents(logits: Value, presents: KV[]): Record<string, Value> {

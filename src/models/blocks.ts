@@ -180,6 +180,6 @@ export function llamaLayoutDecoder(
         rmsNorm(weights, "model.norm", h, config.normEps),
       );
     },
-    lmHead: (h) => o.gemm(h, weights.get(headWeight), { transB: true }),
+    lmHead: (h, rows) => nn.outputLogits(h, weights.get(headWeight), rows),
   };
 }

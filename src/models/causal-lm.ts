@@ -5,6 +5,7 @@
  */
 import { fail } from "../util/errors.js";
 import type { Value } from "../graph/ir.js";
+import type { HeadRows } from "../graph/nn.js";
 import * as o from "../graph/ops.js";
 import type { Tensor } from "../runtime/session.js";
 import type { ModelConfig } from "./config.js";
@@ -60,8 +61,8 @@ export interface CausalLM {
   /** Token ids [B, T] (int64) → embeddings [B, T, hidden]. */
   embed(ids: Value): Value;
   forward(args: ForwardArgs): ForwardResult;
-  /** Hidden states [N, hidden] → logits [N, vocab]. */
-  lmHead(hidden: Value): Value;
+  /** Hidden states [N, hidden] → logits [N, vocab]; `rows` "few" when N is the batch (a step's last position). */
+  lmHead(hidden: Value, rows?: HeadRows): Value;
 }
 
 export interface WeightTensor {

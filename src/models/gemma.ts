@@ -218,8 +218,8 @@ export function gemma(config: GemmaConfig, weights: Weights): CausalLM {
       const ropeOf = (i: number) => tables.get(JSON.stringify(f.ropes[i]))!;
       return runBlocks(inputsEmbeds, config.numLayers, past, (i, h, kv) => block(i, h, linear, ropeOf(i), mask, kv), (h) => norm("model.norm", h));
     },
-    lmHead: (h) => {
-      const logits = o.gemm(h, weights.get(headWeight), { transB: true });
+    lmHead: (h, rows) => {
+      const logits = nn.outputLogits(h, weights.get(headWeight), rows);
       return f.finalSoftcap === null ? logits : nn.softcap(logits, f.finalSoftcap);
     },
   };

@@ -129,7 +129,7 @@ export function gptNeox(config: GptNeoxConfig, weights: Weights): CausalLM {
         layerNorm(weights, "gpt_neox.final_layer_norm", h, eps),
       );
     },
-    lmHead: (h) => o.gemm(h, weights.get(headWeight), { transB: true }),
+    lmHead: (h, rows) => nn.outputLogits(h, weights.get(headWeight), rows),
   };
 }
 

@@ -139,7 +139,7 @@ export function gpt2(config: Gpt2Config, weights: Weights): CausalLM {
       return runBlocks(x, config.numLayers, past, (i, h, kv) => block(i, h, linear, mask, kv), (h) => layerNorm(weights, "ln_f", h, eps));
     },
     // Usually tied: logits = h · wteᵀ, with wte used as stored.
-    lmHead: (h) => o.gemm(h, w(config.tieWordEmbeddings ? "wte.weight" : "lm_head.weight"), { transB: true }),
+    lmHead: (h, rows) => nn.outputLogits(h, w(config.tieWordEmbeddings ? "wte.weight" : "lm_head.weight"), rows),
   };
 }
 
