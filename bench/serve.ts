@@ -244,8 +244,8 @@ async function benchWorkload(w: Workload) {
   const server = await startChildServer(w.modelDir, w.registry);
   let serverMemory: { peak_rss_mb: number } | undefined;
   try {
-    const clients = { http: httpClient(server.url), openai: openaiClient(server.url) };
     const kinds = Object.keys(CLIENT_KINDS) as ClientKind[];
+    const clients = Object.fromEntries(kinds.map((kind) => [kind, CLIENT_KINDS[kind](server.url)])) as Record<ClientKind, Client>;
     // Warm-up, untimed: every level once over the whole workload with each client, so each adapter's keys/values
     // are cached, the engine's programs compiled at every batch and cache capacity the levels reach, and the server's
     // and clients' JavaScript optimised (measured without it, the tiny model's rounds still sped up round after round,
@@ -255,7 +255,7 @@ async function benchWorkload(w: Workload) {
     // Each round runs every level once with each client, so a round's ratio compares levels run a few seconds apart;
     // the load of a shared machine drifts over a run, and the median of the rounds' ratios is not one lucky or
     // unlucky level. The lean client's rounds are the measure; the openai client's are reported beside them.
-    const rounds: Record<ClientKind, Record<string, ReturnType<typeof levelReport>>[]> = { http: [], openai: [] };
+    const rounds = Object.fromEntries(kinds.map((kind) => [kind, []])) as unknown as Record<ClientKind, Record<string, ReturnType<typeof levelReport>>[]>;
     let reference: (Outcome | undefined)[] | undefined;
     for (let round = 0; round < w.rounds; round++) {
       for (const kind of kinds) {

@@ -74,6 +74,16 @@ describe("writeSafetensors / SafetensorsFile", () => {
       expect(file.has("b.f32") && !file.has("nope")).toBe(true);
       expect(file.info("b.f32")).toEqual({ dtype: "F32", shape: [2, 3], byteLength: 24 });
       expect(await file.readFloat32("b.f32")).toEqual(f32);
+      // Into a caller's scratch buffer when it is large enough (the view shares its memory); else a fresh array.
+      const scratch = new Float32Array(10).fill(-1);
+      const inScratch = await file.readFloat32("b.f32", scratch);
+      expect(inScratch).toEqual(f32);
+      expect(inScratch.buffer).toBe(scratch.buffer);
+      expect(Array.from(scratch.subarray(6))).toEqual([-1, -1, -1, -1]);
+      const small = new Float32Array(2);
+      const fresh = await file.readFloat32("b.f32", small);
+      expect(fresh).toEqual(f32);
+      expect(fresh.buffer).not.toBe(small.buffer);
       expect(await file.readFloat32("a.f16")).toEqual(Float32Array.from([1, -2.5, 3.25, 0, 0, 65504]));
       expect(Array.from(await file.readFloat32("c.bf16"))).toEqual([1, -2.5, 3.25, 0, 1.0011717677116394e-8, 65536]);
       expect(await file.readFloat32("d.f64")).toEqual(Float32Array.from(f64));
