@@ -27,7 +27,7 @@ import { fail } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import type { CausalLM } from "../models/causal-lm.js";
 import { attentionPattern } from "../models/inputs.js";
-import type { Program, Tensor } from "../runtime/session.js";
+import type { Tensor } from "../runtime/session.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import { type TokenLogprob, applyRepetitionPenalty, sampleToken, tokenLogprob } from "./sampling.js";
 import { StopMatcher } from "./stop.js";
@@ -150,8 +150,6 @@ export class GenerationEngine {
   private stepping = false;
   /** The stacked factors of the LoRA adapters of recent batches. */
   private readonly lora: LoraBatcher;
-  /** Decode programs' output buffers (see outputsFor). */
-  private readonly stepOutputs = new WeakMap<Program, { rows: number; into: Record<string, Tensor> }>();
 
   constructor(
     readonly lm: CausalLM,
@@ -251,23 +249,6 @@ export class GenerationEngine {
     return tokens;
   }
 
-  /**
-   * Where a decode program writes its outputs (logits, new key/value columns) for `rows` rows: the same buffers every
-   * step while the rows stay (a step's outputs are read before the next), not new arrays each step that wait for the
-   * garbage collector (measured: GPT-2 small at batch 8 made 2.2 MB of them per step).
-   */
-  private outputsFor(program: Program, rows: number): Record<string, Tensor> {
-    const held = this.stepOutputs.get(program);
-    if (held?.rows === rows) return held.into;
-    const into: Record<string, Tensor> = {};
-    for (const { name, dtype, shape } of program.outputs) {
-      const dims = shape.map((d) => (d === "batch" ? rows : d));
-      if (dtype === "float32" && dims.every((d) => typeof d === "number")) into[name] = { data: new Float32Array(dims.reduce((a, b) => a * b, 1)), dims };
-    }
-    this.stepOutputs.set(program, { rows, into });
-    return into;
-  }
-
   /** Each running row's last token after its cache → its next token; its new column is written into the cache. */
   private async decode(rows: readonly Row[], tokens: RowToken[]): Promise<KvBlock> {
     let block = this.cache!;
@@ -276,15 +257,14 @@ export class GenerationEngine {
     }
     const B = rows.length;
     const lora = this.lora.batch(rows.map((r) => r.state?.lora));
-    const program = await decodeProgram(this.lm, block.capacity, lora);
-    const out = await program.run({
+    const out = await (await decodeProgram(this.lm, block.capacity, lora)).run({
       ...this.lm.weights.feeds(),
       ...lora?.feeds,
       ...block.past,
       input_ids: { data: BigInt64Array.from(rows, (r) => BigInt(r.ids[r.ids.length - 1])), dims: [B, 1] },
       position_ids: { data: BigInt64Array.from(rows, (r) => BigInt(r.position++)), dims: [B, 1] },
       allowed: decodePattern(block),
-    }, this.outputsFor(program, B));
+    });
     this.pick(rows, out.logits.data as Float32Array, tokens);
     appendColumn(this.lm, block, out);
     return block;

@@ -43,11 +43,21 @@ export function applyRepetitionPenalty(
   return out;
 }
 
-/** Argmax; the first index wins ties, as torch.argmax. */
+/** Argmax; the first index wins ties, as torch.argmax. One pass that also finds a NaN or +Infinity (a step reads every row's logits). */
 export function greedy(logits: Float32Array): number {
-  checkRow(logits);
+  if (logits.length === 0) fail("usage", "logits row is empty", { tensor: "logits" });
   let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  let max = -Infinity;
+  let nan = -1;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (x > max) {
+      max = x;
+      best = i;
+    } else if (x !== x && nan < 0) nan = i;
+  }
+  if (nan >= 0 || max === Infinity) checkRow(logits); // names the first bad logit
+  if (max === -Infinity) fail("nonfinite", "every logit is -Infinity", { tensor: "logits" });
   return best;
 }
 

@@ -102,32 +102,24 @@ export class Program {
     return files[mtimes.indexOf(Math.max(...mtimes))];
   }
 
-  /**
-   * Run with every input fed; returns every output as host data. An output given in `into` is written there (its
-   * dims must be the output's), so a caller that runs often reuses one buffer instead of making garbage each run.
-   */
-  async run(feeds: Feeds, into: Feeds = {}): Promise<Record<string, Tensor>> {
+  /** Run with every input fed; returns every output as host data. */
+  async run(feeds: Feeds): Promise<Record<string, Tensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const spec of this.inputs) {
       const feed = feeds[spec.name];
       if (feed === undefined) fail("usage", `program input "${spec.name}" ${formatShape(spec.shape)} was not fed`);
       ortFeeds[spec.name] = toOrt(spec, feed);
     }
-    const fetches: Record<string, ort.Tensor | null> = {};
-    for (const name of Object.keys(into)) {
-      if (!this.outputs.some((spec) => spec.name === name)) fail("usage", `the program has no output "${name}" to write into`);
-    }
-    for (const spec of this.outputs) fetches[spec.name] = into[spec.name] === undefined ? null : toOrt(spec, into[spec.name], "output");
     let results: ort.InferenceSession.ReturnType;
     try {
-      results = await this.session.run(ortFeeds, fetches);
+      results = await this.session.run(ortFeeds);
     } catch (err) {
       return fail("runtime", `ONNX Runtime failed: ${(err as Error).message}`, {}, err);
     }
     const out: Record<string, Tensor> = {};
     for (const spec of this.outputs) {
       const t = results[spec.name];
-      out[spec.name] = into[spec.name] ?? { data: t.data as AnyTypedArray, dims: t.dims };
+      out[spec.name] = { data: t.data as AnyTypedArray, dims: t.dims };
     }
     return out;
   }
@@ -165,10 +157,10 @@ async function createSession(bytes: Uint8Array, { threads, memoryArena = true, e
  */
 const wrapped = new WeakMap<AnyTypedArray, { key: string; tensor: ort.Tensor }>();
 
-function toOrt(spec: IoSpec, feed: Tensor, role: "input" | "output" = "input"): ort.Tensor {
+function toOrt(spec: IoSpec, feed: Tensor): ort.Tensor {
   const ok =
     spec.shape.length === feed.dims.length && spec.shape.every((d, i) => typeof d !== "number" || d === feed.dims[i]);
-  if (!ok) fail("shape", `${role} "${spec.name}" must be ${formatShape(spec.shape)}, got ${formatShape(feed.dims)}`, { op: "run" });
+  if (!ok) fail("shape", `input "${spec.name}" must be ${formatShape(spec.shape)}, got ${formatShape(feed.dims)}`, { op: "run" });
   const type = ORT_TYPE[spec.dtype];
   const key = `${type} ${feed.dims.join(",")}`;
   const hit = wrapped.get(feed.data);

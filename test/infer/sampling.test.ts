@@ -42,6 +42,10 @@ describe("greedy", () => {
   it("refuses NaN, +Infinity, an all −Infinity row and an empty row", () => {
     expect(() => greedy(Float32Array.of(1, NaN))).toThrow(expect.objectContaining({ code: "nonfinite" }));
     expect(() => greedy(Float32Array.of(1, Infinity))).toThrow(expect.objectContaining({ code: "nonfinite" }));
+    // Wherever the bad logit sits (before or after the largest), the error names it.
+    expect(() => greedy(Float32Array.of(NaN, 1))).toThrow(/logit 0 is NaN/);
+    expect(() => greedy(Float32Array.of(3, 1, NaN))).toThrow(/logit 2 is NaN/);
+    expect(() => greedy(Float32Array.of(3, Infinity, NaN))).toThrow(/logit 1 is Infinity/);
     expect(() => greedy(Float32Array.of(-Infinity))).toThrow(expect.objectContaining({ code: "nonfinite" }));
     expect(() => greedy(new Float32Array(0))).toThrow(expect.objectContaining({ code: "usage" }));
   });
