@@ -3,7 +3,7 @@
  * activations (the table; tanh GELU and SiLU are ops of their own), projections, rotary embeddings,
  * masked attention and cross-entropy.
  */
-import { type DType, type Value, shapeError, formatShape } from "./ir.js";
+import { type DType, type Value, shapeError, formatShape, staticSize } from "./ir.js";
 import * as o from "./ops.js";
 
 /** The most negative float32: masked attention scores, as HF's eager attention uses (finite, so no NaN). */
@@ -41,8 +41,6 @@ export const ACTIVATION_NAMES = Object.keys(ACTIVATIONS) as [Activation, ...Acti
  */
 const WEIGHT_AS_LEFT_OPERAND_FROM = 1 << 20;
 
-const sizeOf = (v: Value) => v.shape.reduce<number>((n, d) => n * (typeof d === "number" ? d : 0), 1);
-
 /**
  * A projection x [..., in] → [..., out] using the weight as held: `layout` "in_out" for [in, out],
  * "out_in" for nn.Linear's [out, in] (transposed inside the product, never copied).
@@ -58,7 +56,7 @@ export function linear(x: Value, weight: Value, bias: Value | undefined, layout:
   if (typeof inDim !== "number") shapeError("linear", `input's last dim must be static, got ${formatShape(x.shape)}`);
   const transB = layout === "out_in";
   let y: Value;
-  if (transB && x.shape.length === 3 && x.shape[1] === 1 && sizeOf(weight) >= WEIGHT_AS_LEFT_OPERAND_FROM) {
+  if (transB && x.shape.length === 3 && x.shape[1] === 1 && (staticSize(weight.shape) ?? 0) >= WEIGHT_AS_LEFT_OPERAND_FROM) {
     const out = weight.shape[0] as number;
     const yT = o.matmul(weight, o.reshape(x, [-1, inDim]), { transB: true }); // [out, rows]
     y = o.reshape(o.transpose(yT, [1, 0]), [-1, 1, out]);
